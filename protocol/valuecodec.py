@@ -1,0 +1,100 @@
+"""Wire codec of handle values (RFC 3651 §3.1, RFC 3652 §2.2.2.1).
+
+value = u32 index, u32 timestamp, u8 TTL type, u32 TTL, u8 permissions,
+        type (UTF-8 string), data (u32 length + bytes),
+        u32 reference count + (handle UTF-8 string + u32 index) each.
+"""
+
+from __future__ import annotations
+
+from .codes import TTLType
+from .errors import LocalProtocolError, RemoteProtocolError
+from .values import MAX_DATA_BYTES, MAX_TYPE_BYTES, HandleValue, Reference
+from .wirebase import Reader, Writer
+
+# index + timestamp + ttl type + ttl + perms + type len + data len + ref count
+MIN_VALUE_BYTES = 4 + 4 + 1 + 4 + 1 + 4 + 4 + 4
+
+
+def encode_value(w: Writer, v: HandleValue) -> None:
+    if not 0 <= v.index <= 0xFFFFFFFF:
+        raise LocalProtocolError(f"value index {v.index} is outside 0..4294967295")
+    w.u32(v.index)
+    w.u32(v.timestamp & 0xFFFFFFFF)
+    w.u8(int(v.ttl_type))
+    w.u32(v.ttl & 0xFFFFFFFF)
+    w.u8(v.permissions & 0xFF)
+    w.utf8(v.type)
+    w.blob(v.data)
+    w.u32(len(v.references))
+    for ref in v.references:
+        w.utf8(ref.handle)
+        w.u32(ref.index)
+
+
+def decode_value(r: Reader) -> HandleValue:
+    index = r.u32("value index")
+    timestamp = r.u32("value timestamp")
+    ttl_type_raw = r.u8("value TTL type")
+    try:
+        ttl_type = TTLType(ttl_type_raw)
+    except ValueError:
+        raise RemoteProtocolError(f"value {index} has unknown TTL type {ttl_type_raw}") from None
+    ttl = r.u32("value TTL")
+    permissions = r.u8("value permissions")
+    vtype = r.utf8("value type")
+    if len(vtype) > MAX_TYPE_BYTES:
+        raise RemoteProtocolError(f"value {index} type is longer than {MAX_TYPE_BYTES} bytes")
+    data = r.blob("value data")
+    nrefs = r.count("value references", 8)
+    refs = tuple(Reference(r.utf8("reference handle"), r.u32("reference index")) for _ in range(nrefs))
+    return HandleValue(
+        index=index,
+        type=vtype,
+        data=data,
+        ttl=ttl,
+        ttl_type=ttl_type,
+        timestamp=timestamp,
+        permissions=permissions,
+        references=refs,
+    )
+
+
+def value_to_wire(v: HandleValue) -> bytes:
+    w = Writer()
+    encode_value(w, v)
+    return w.getvalue()
+
+
+def encode_values(values: tuple[HandleValue, ...] | list[HandleValue]) -> bytes:
+    """u32 count + values: the form a resolution reply carries and the registry stores."""
+    w = Writer()
+    w.u32(len(values))
+    for v in values:
+        encode_value(w, v)
+    return w.getvalue()
+
+
+def decode_values(data: bytes | memoryview) -> tuple[HandleValue, ...]:
+    r = Reader(data)
+    n = r.count("values", MIN_VALUE_BYTES)
+    values = tuple(decode_value(r) for _ in range(n))
+    if not r.at_end():
+        raise RemoteProtocolError(f"{r.remaining()} trailing bytes after {n} values")
+    return values
+
+
+def check_value(v: HandleValue) -> None:
+    """Limits on a value we are asked to store (LocalProtocolError names the problem)."""
+    if not 0 <= v.index <= 0xFFFFFFFF:
+        raise LocalProtocolError(f"value index {v.index} is outside 0..4294967295")
+    if not v.type:
+        raise LocalProtocolError(f"value {v.index} has an empty type")
+    if len(v.type.encode("utf-8")) > MAX_TYPE_BYTES:
+        raise LocalProtocolError(f"value {v.index} type is longer than {MAX_TYPE_BYTES} bytes")
+    if len(v.data) > MAX_DATA_BYTES:
+        raise LocalProtocolError(f"value {v.index} data is longer than {MAX_DATA_BYTES} bytes")
+    if not 0 <= v.ttl <= 0xFFFFFFFF:
+        raise LocalProtocolError(f"value {v.index} TTL {v.ttl} is outside 0..4294967295")
+    if not 0 <= v.permissions <= 0x0F:
+        raise LocalProtocolError(f"value {v.index} permissions {v.permissions:#x} are not 4 bits")

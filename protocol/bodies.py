@@ -1,0 +1,261 @@
+"""Message bodies (RFC 3652 §3, as the reference encodes them at 2.10-2.11).
+
+Each body is a frozen dataclass with ``read(r)`` over a reader restricted to the body
+and ``write(w)``. The request digest that RRDG replies start with (``RequestDigest``, defined here)
+is not part of them: it belongs to the message (``message.Message.digest``) so that an
+encoded reply body can be cached and reused across requests.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .codes import OpCode
+from .errors import LocalProtocolError, RemoteProtocolError
+from .structured import SiteInfo
+from .valuecodec import MIN_VALUE_BYTES, decode_value, encode_value
+from .values import HandleValue
+from .wirebase import Reader, Writer
+
+# The handle the reference client puts in a GET_SITE_INFO request
+# (``Common.BLANK_HANDLE``; golden #13: body 00000001 2f).
+BLANK_HANDLE = "/"
+
+
+class HashType(enum.IntEnum):
+    """Request digest hash codes (``Common.HASH_CODE_*``)."""
+
+    MD5_OLD_FORMAT = 0  # pre-2.1: u32 length + MD5 digest, no type byte
+    MD5 = 1
+    SHA1 = 2
+    SHA256 = 3
+
+
+DIGEST_BYTES = {HashType.MD5: 16, HashType.SHA1: 20, HashType.SHA256: 32}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDigest:
+    """What a reply with RRDG starts its body with: u8 hash type + digest."""
+
+    hash_type: HashType
+    digest: bytes
+
+    def write(self, w: Writer) -> None:
+        if self.hash_type is HashType.MD5_OLD_FORMAT:
+            w.blob(self.digest)  # the length's high byte (0) doubles as the type
+            return
+        if len(self.digest) != DIGEST_BYTES[self.hash_type]:
+            n = DIGEST_BYTES[self.hash_type]
+            raise LocalProtocolError(f"{self.hash_type.name} digest must be {n} bytes")
+        w.u8(self.hash_type)
+        w.raw(self.digest)
+
+    @classmethod
+    def read(cls, r: Reader) -> RequestDigest:
+        code = r.u8("request digest hash type")
+        if code == HashType.MD5_OLD_FORMAT:
+            # As the reference decoder does: the type byte is the top of a u32 length.
+            length = (r.u8("digest length") << 16) | r.u16("digest length")
+            return cls(HashType.MD5_OLD_FORMAT, r.raw(length, "request digest"))
+        try:
+            hash_type = HashType(code)
+        except ValueError:
+            raise RemoteProtocolError(f"unknown request digest hash type {code}") from None
+        return cls(hash_type, r.raw(DIGEST_BYTES[hash_type], "request digest"))
+
+
+def _read_values(r: Reader) -> tuple[HandleValue, ...]:
+    n = r.count("values", MIN_VALUE_BYTES)
+    return tuple(decode_value(r) for _ in range(n))
+
+
+def _write_values(w: Writer, values: tuple[HandleValue, ...]) -> None:
+    w.u32(len(values))
+    for v in values:
+        encode_value(w, v)
+
+
+def _check_u32s(what: str, items: tuple[int, ...]) -> None:
+    for i in items:
+        if not 0 <= i <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"{what} {i} is outside 0..4294967295")
+
+
+@dataclass(frozen=True, slots=True)
+class ResolutionRequest:
+    """handle, u32 count + u32 indexes, u32 count + type strings; empty lists mean all."""
+
+    handle: str
+    indexes: tuple[int, ...] = ()
+    types: tuple[str, ...] = ()
+
+    @classmethod
+    def read(cls, r: Reader) -> ResolutionRequest:
+        handle = r.utf8("handle")
+        n = r.count("indexes", 4)
+        indexes = tuple(r.u32("index") for _ in range(n))
+        n = r.count("types", 4)
+        types = tuple(r.utf8("type") for _ in range(n))
+        return cls(handle, indexes, types)
+
+    def write(self, w: Writer) -> None:
+        _check_u32s("requested index", self.indexes)
+        w.utf8(self.handle)
+        w.u32(len(self.indexes))
+        for i in self.indexes:
+            w.u32(i)
+        w.u32(len(self.types))
+        for t in self.types:
+            w.utf8(t)
+
+
+@dataclass(frozen=True, slots=True)
+class ResolutionReply:
+    """handle (echoed as the client sent it), u32 value count, values."""
+
+    handle: str
+    values: tuple[HandleValue, ...]
+
+    @classmethod
+    def read(cls, r: Reader) -> ResolutionReply:
+        return cls(r.utf8("handle"), _read_values(r))
+
+    def write(self, w: Writer) -> None:
+        w.utf8(self.handle)
+        _write_values(w, self.values)
+
+
+def resolution_reply_body(handle: str, encoded_values: bytes) -> bytes:
+    """A resolution reply body from values already in wire form (u32 count + values,
+    ``valuecodec.encode_values``, the form the registry stores): no re-encoding."""
+    w = Writer()
+    w.utf8(handle)
+    w.raw(encoded_values)
+    return w.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorReply:
+    """UTF8-string message, possibly empty (the reference sends empty ones: golden #6)."""
+
+    message: str = ""
+
+    @classmethod
+    def read(cls, r: Reader) -> ErrorReply:
+        return cls(r.utf8("error message"))
+
+    def write(self, w: Writer) -> None:
+        w.utf8(self.message)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralReply:
+    """RC 302/303: handle (may be empty), then optionally u32 count + values.
+
+    ``values is None`` means the count is absent (the reference decoder only reads it
+    when bytes remain: ``Encoder.decodeServiceReferralResponse``).
+    """
+
+    handle: str = ""
+    values: tuple[HandleValue, ...] | None = None
+
+    @classmethod
+    def read(cls, r: Reader) -> ReferralReply:
+        handle = r.utf8("referral handle")
+        values = None if r.at_end() else _read_values(r)
+        return cls(handle, values)
+
+    def write(self, w: Writer) -> None:
+        w.utf8(self.handle)
+        if self.values is not None:
+            _write_values(w, self.values)
+
+
+@dataclass(frozen=True, slots=True)
+class ChallengeReply:
+    """RC 402: u32 length + nonce (RFC 3652 §3.5.1; the digest rides in the message)."""
+
+    nonce: bytes
+
+    @classmethod
+    def read(cls, r: Reader) -> ChallengeReply:
+        return cls(r.blob("challenge nonce"))
+
+    def write(self, w: Writer) -> None:
+        w.blob(self.nonce)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteInfoRequest:
+    """GET_SITE_INFO carries a handle like the reference's generic requests; its
+    client sends "/" (``Common.BLANK_HANDLE``)."""
+
+    handle: str = BLANK_HANDLE
+
+    @classmethod
+    def read(cls, r: Reader) -> SiteInfoRequest:
+        return cls(r.utf8("handle"))
+
+    def write(self, w: Writer) -> None:
+        w.utf8(self.handle)
+
+
+@dataclass(frozen=True, slots=True)
+class SiteInfoReply:
+    """The HS_SITE encoding of the answering site, and nothing else."""
+
+    site: SiteInfo
+
+    @classmethod
+    def read(cls, r: Reader) -> SiteInfoReply:
+        return cls(SiteInfo.from_wire(r.raw(r.remaining(), "site info")))
+
+    def write(self, w: Writer) -> None:
+        w.raw(self.site.to_wire())
+
+
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """A body we do not interpret (unsupported opcode, or a pre-encoded cached body)."""
+
+    data: bytes = b""
+
+    @classmethod
+    def read(cls, r: Reader) -> RawBody:
+        return cls(r.raw(r.remaining(), "body"))
+
+    def write(self, w: Writer) -> None:
+        w.raw(self.data)
+
+
+Body = (
+    ResolutionRequest
+    | ResolutionReply
+    | ErrorReply
+    | ReferralReply
+    | ChallengeReply
+    | SiteInfoRequest
+    | SiteInfoReply
+    | RawBody
+)
+BodyReader = Callable[[Reader], Body]
+
+# Dispatch tables: request bodies by opcode, success-reply bodies by opcode. Other
+# replies are chosen by response code in ``message``; anything unlisted is a RawBody.
+REQUEST_BODIES: dict[int, BodyReader] = {
+    OpCode.RESOLUTION: ResolutionRequest.read,
+    OpCode.GET_SITE_INFO: SiteInfoRequest.read,
+}
+SUCCESS_BODIES: dict[int, BodyReader] = {
+    OpCode.RESOLUTION: ResolutionReply.read,
+    OpCode.GET_SITE_INFO: SiteInfoReply.read,
+}
+
+
+def encode_body(body: Body) -> bytes:
+    w = Writer()
+    body.write(w)
+    return w.getvalue()

@@ -1,0 +1,137 @@
+"""Loader for shared/vectors/handle-golden.txt: exchanges captured from the reference.
+
+Each exchange has its wire lines (direction, transport, bytes) and the capture tool's
+``# decoded:`` comments, grouped per message into ``DecodedInfo`` (key=value fields of
+the envelope, header and body lines). The vectors directory is found beside the repo
+(``<repo>/../shared/vectors``) unless ``IDNODE_VECTORS_DIR`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+GOLDEN_FILE = "handle-golden.txt"
+
+
+def vectors_dir() -> Path:
+    env = os.environ.get("IDNODE_VECTORS_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
+
+
+@dataclass(frozen=True)
+class WireLine:
+    direction: str  # "C>S" or "S>C"
+    transport: str  # "udp", "tcp#2", ...
+    data: bytes
+
+    @property
+    def is_udp(self) -> bool:
+        return self.transport == "udp"
+
+
+@dataclass
+class DecodedInfo:
+    """The capture tool's reading of one message (after reassembly for fragments)."""
+
+    direction: str
+    envelope: dict[str, str] = field(default_factory=dict)
+    header: dict[str, str] = field(default_factory=dict)
+    body: str = ""  # the "body ..." line without its prefix
+    fields: dict[str, str] = field(default_factory=dict)  # key=value of the body line
+    lines: list[str] = field(default_factory=list)  # everything, for ad-hoc checks
+
+
+@dataclass
+class Exchange:
+    number: int
+    title: str
+    lines: list[WireLine] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)  # every "# ..." line after the title
+
+    @property
+    def decoded(self) -> list[DecodedInfo]:
+        return group_decoded(self.comments)
+
+    def direction(self, d: str) -> list[WireLine]:
+        return [line for line in self.lines if line.direction == d]
+
+
+_TITLE = re.compile(r"# (\d+)\. (.*)")
+_WIRE = re.compile(r"(C>S|S>C) (\d+) ([0-9a-f]+)\Z")
+_KV = re.compile(r"(\w+)=('[^']*'|\[[^\]]*\]|\S+)")
+
+
+def _kv(text: str) -> dict[str, str]:
+    return {k: v.strip("'") for k, v in _KV.findall(text)}
+
+
+def group_decoded(comments: list[str]) -> list[DecodedInfo]:
+    out: list[DecodedInfo] = []
+    for c in comments:
+        if not c.startswith("# decoded:"):
+            continue
+        text = c[len("# decoded:") :].strip()
+        m = re.match(r"(C>S|S>C)\[[^\]]*\] (.*)", text)
+        if m:
+            direction, rest = m.groups()
+            continuing = out and out[-1].direction == direction and not out[-1].header
+            if rest.startswith("env "):
+                frag = re.search(r"\[fragment (\d+):", rest)
+                if not (continuing and frag and frag.group(1) != "0"):
+                    out.append(DecodedInfo(direction, envelope=_kv(rest)))
+                    out[-1].envelope["version"] = rest.split()[1].lstrip("v")
+                    sug = re.search(r"\bsuggest (\d+\.\d+)", rest)
+                    out[-1].envelope["suggest"] = sug.group(1) if sug else "none"
+            if out:
+                out[-1].lines.append(text)
+            continue
+        if not out:
+            continue
+        cur = out[-1]
+        cur.lines.append(text)
+        if text.startswith("header "):
+            cur.header = _kv(text)
+        elif text.startswith("body "):
+            cur.body = text[len("body ") :]
+            cur.fields = _kv(cur.body)
+    return out
+
+
+@cache
+def load(path: Path | None = None) -> tuple[Exchange, ...]:
+    path = path or vectors_dir() / GOLDEN_FILE
+    exchanges: list[Exchange] = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.rstrip()
+        if m := _TITLE.match(line):
+            exchanges.append(Exchange(int(m.group(1)), m.group(2)))
+        elif not exchanges:
+            continue
+        elif m := _WIRE.match(line):
+            data = bytes.fromhex(m.group(3))
+            if len(data) != int(m.group(2)):
+                raise ValueError(
+                    f"golden #{exchanges[-1].number}: length {m.group(2)} != {len(data)} bytes"
+                )
+            exchanges[-1].lines.append(WireLine(m.group(1), "", data))
+        elif line.startswith("# "):
+            exchanges[-1].comments.append(line)
+            if line.startswith("# transport per line:"):
+                kinds = dict(
+                    item.split("=") for item in line.split(":", 1)[1].replace(" ", "").split(",")
+                )
+                ex = exchanges[-1]
+                ex.lines = [
+                    WireLine(w.direction, kinds[str(i + 1)], w.data) for i, w in enumerate(ex.lines)
+                ]
+    return tuple(exchanges)
+
+
+def by_number(n: int) -> Exchange:
+    return next(e for e in load() if e.number == n)

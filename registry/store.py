@@ -1,0 +1,282 @@
+"""The registry: enterprises, prefixes and handle records in PostgreSQL via asyncpg.
+
+Every write runs in one transaction that also appends the history row, so a write is
+acknowledged (the coroutine returns) only after both are committed. Times come in as
+arguments: the registry never reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from protocol.creditcode import credit_code_problem
+from protocol.errors import HandleSyntaxError
+from protocol.handle import Handle, normalise, parse_prefix
+from protocol.valuecodec import decode_values, encode_values
+from protocol.values import HandleValue
+
+from .errors import Conflict, NotFound, RegistryError, UnknownPrefix
+from .queries import q
+
+PREFIX_STATUS = {
+    0: "disabled",
+    1: "enabled",
+    2: "pending deletion",
+    3: "rejected",
+    4: "awaiting review",
+    5: "under review",
+}
+ENABLED = 1
+MAX_PAGE_SIZE = 10000
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    handle: str  # the spelling it was registered with
+    values: tuple[HandleValue, ...]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    record: Record
+    created: bool
+    changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    handle: str
+    action: str
+    actor: str
+    at: datetime
+    version: int
+    old_values: tuple[HandleValue, ...] | None
+    new_values: tuple[HandleValue, ...] | None
+
+
+def _same_content(a: HandleValue, b: HandleValue) -> bool:
+    """Equal apart from the timestamp, which the registry sets."""
+    return replace(a, timestamp=0) == replace(b, timestamp=0)
+
+
+def stamp(
+    new: Iterable[HandleValue], old: Sequence[HandleValue], now_s: int
+) -> tuple[HandleValue, ...]:
+    """Give changed and added values the write time; unchanged ones keep theirs."""
+    before = {v.index: v for v in old}
+    out = []
+    for v in new:
+        prev = before.get(v.index)
+        keep = prev is not None and _same_content(prev, v)
+        out.append(replace(v, timestamp=prev.timestamp if keep and prev else now_s))
+    return tuple(sorted(out, key=lambda v: v.index))
+
+
+def _check_unique_indexes(values: Sequence[HandleValue]) -> None:
+    seen: set[int] = set()
+    for v in values:
+        if v.index in seen:
+            raise RegistryError(f"value index {v.index} appears twice")
+        seen.add(v.index)
+
+
+class Registry:
+    def __init__(self, pool: asyncpg.Pool):
+        self.pool = pool
+
+    # -- enterprises -------------------------------------------------------------
+
+    async def add_enterprise(
+        self, name: str, credit_code: str, contact: str, now: datetime, status: int = 1
+    ) -> dict[str, Any]:
+        problem = credit_code_problem(credit_code)
+        if problem:
+            raise RegistryError(problem)
+        if not name.strip():
+            raise RegistryError("enterprise name is empty")
+        try:
+            row = await self.pool.fetchrow(q("add_enterprise"), name, credit_code, contact, status, now)
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"an enterprise with credit code {credit_code} already exists") from None
+        except asyncpg.CheckViolationError as exc:
+            raise RegistryError(f"enterprise rejected: {exc.constraint_name}") from None
+        return dict(row)
+
+    async def list_enterprises(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self.pool.fetch(q("list_enterprises"))]
+
+    # -- prefixes ----------------------------------------------------------------
+
+    async def add_prefix(
+        self, prefix: str, credit_code: str, now: datetime, status: int = ENABLED
+    ) -> None:
+        try:
+            parse_prefix(prefix)
+        except HandleSyntaxError as exc:
+            raise RegistryError(str(exc)) from None
+        if status not in PREFIX_STATUS:
+            raise RegistryError(f"prefix status {status} is not one of {sorted(PREFIX_STATUS)}")
+        async with self.pool.acquire() as conn, conn.transaction():
+            ent = await conn.fetchrow(q("get_enterprise_by_code"), credit_code)
+            if ent is None:
+                raise NotFound(f"no enterprise with credit code {credit_code}")
+            try:
+                await conn.execute(q("add_prefix"), normalise(prefix), prefix, ent["id"], status, now)
+            except asyncpg.UniqueViolationError:
+                raise Conflict(f"prefix {prefix} is already registered") from None
+
+    async def list_prefixes(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self.pool.fetch(q("list_prefixes"))]
+
+    async def get_prefix(self, prefix: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(q("get_prefix"), normalise(prefix))
+        return dict(row) if row else None
+
+    async def set_prefix_status(self, prefix: str, status: int, now: datetime) -> None:
+        if status not in PREFIX_STATUS:
+            raise RegistryError(f"prefix status {status} is not one of {sorted(PREFIX_STATUS)}")
+        if await self.pool.fetchval(q("set_prefix_status"), normalise(prefix), status, now) is None:
+            raise NotFound(f"prefix {prefix} is not registered")
+
+    # -- handles -----------------------------------------------------------------
+
+    async def get_handle(self, key: str) -> Record | None:
+        """One indexed read by normalised key (``protocol.handle.normalise``)."""
+        row = await self.pool.fetchrow(q("get_handle"), key)
+        if row is None:
+            return None
+        return Record(
+            row["handle"], decode_values(row["values"]), row["version"], row["created_at"], row["updated_at"]
+        )
+
+    async def _check_prefix(self, conn: asyncpg.Connection, handle: Handle) -> str:
+        prefix_key = normalise(handle.owning_prefix)
+        status = await conn.fetchval(q("prefix_for_write"), prefix_key)
+        if status is None:
+            raise UnknownPrefix(f"prefix {handle.owning_prefix} is not registered on this node")
+        if status != ENABLED:
+            raise UnknownPrefix(
+                f"prefix {handle.owning_prefix} is {PREFIX_STATUS[status]} (status {status}), not enabled"
+            )
+        return prefix_key
+
+    async def put_handle(
+        self,
+        handle: Handle,
+        values: Sequence[HandleValue],
+        *,
+        actor: str,
+        now: datetime,
+        overwrite: bool = True,
+        only_indexes: frozenset[int] | None = None,
+        keep_timestamps: bool = False,
+    ) -> PutResult:
+        """Create or change a handle.
+
+        ``overwrite=False``: create only; an existing handle with the same content is
+        success (clients retry creates after a gateway timeout), otherwise Conflict.
+        ``only_indexes``: replace or add just these indexes, keeping the others.
+        """
+        _check_unique_indexes(values)
+        now_s = int(now.timestamp())
+        key = handle.key
+        async with self.pool.acquire() as conn, conn.transaction():
+            prefix_key = await self._check_prefix(conn, handle)
+            row = await conn.fetchrow(q("lock_handle"), key)
+            if row is None:
+                new = tuple(sorted(values, key=lambda v: v.index)) if keep_timestamps else stamp(values, (), now_s)
+                wire = encode_values(new)
+                version = await conn.fetchval(q("insert_handle"), key, handle.text, prefix_key, wire, now)
+                if version is None:
+                    raise Conflict(f"handle {handle.text} was created concurrently; retry")
+                await conn.execute(q("add_history"), key, handle.text, "create", actor, now, 1, None, wire)
+                return PutResult(Record(handle.text, new, 1, now, now), created=True, changed=True)
+
+            old = decode_values(row["values"])
+            if only_indexes is not None:
+                kept = [v for v in old if v.index not in only_indexes]
+                values = kept + [v for v in values if v.index in only_indexes]
+            if keep_timestamps:
+                new = tuple(sorted(values, key=lambda v: v.index))
+            else:
+                new = stamp(values, old, now_s)
+            same = len(new) == len(old) and all(_same_content(a, b) for a, b in zip(new, old))
+            if not overwrite and not same:
+                raise Conflict(f"handle {row['handle']} already exists with different values")
+            if same and not keep_timestamps:
+                rec = Record(row["handle"], old, row["version"], row["created_at"], row["updated_at"])
+                return PutResult(rec, created=False, changed=False)
+            wire = encode_values(new)
+            version = await conn.fetchval(q("update_handle"), key, wire, now)
+            await conn.execute(
+                q("add_history"), key, row["handle"], "modify", actor, now, version, row["values"], wire
+            )
+            rec = Record(row["handle"], new, version, row["created_at"], now)
+            return PutResult(rec, created=False, changed=True)
+
+    async def delete_handle(
+        self,
+        handle: Handle,
+        *,
+        actor: str,
+        now: datetime,
+        indexes: frozenset[int] | None = None,
+    ) -> Record | None:
+        """Delete the handle, or only the given value indexes (returns the new record then)."""
+        key = handle.key
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._check_prefix(conn, handle)
+            row = await conn.fetchrow(q("lock_handle"), key)
+            if row is None:
+                raise NotFound(f"handle {handle.text} does not exist")
+            if indexes is None:
+                await conn.execute(q("delete_handle"), key)
+                await conn.execute(
+                    q("add_history"), key, row["handle"], "delete", actor, now, row["version"] + 1,
+                    row["values"], None,
+                )
+                return None
+            old = decode_values(row["values"])
+            missing = indexes - {v.index for v in old}
+            if missing:
+                raise NotFound(f"handle {row['handle']} has no value at index {min(missing)}")
+            new = tuple(v for v in old if v.index not in indexes)
+            wire = encode_values(new)
+            version = await conn.fetchval(q("update_handle"), key, wire, now)
+            await conn.execute(
+                q("add_history"), key, row["handle"], "modify", actor, now, version, row["values"], wire
+            )
+            return Record(row["handle"], new, version, row["created_at"], now)
+
+    async def list_handles(self, prefix: str, page: int = 0, page_size: int = 1000) -> tuple[int, list[str]]:
+        """Handles under an enterprise prefix, in key order: (total count, one page)."""
+        if page < 0 or not 0 <= page_size <= MAX_PAGE_SIZE:
+            raise RegistryError(f"page must be >= 0 and page size 0..{MAX_PAGE_SIZE}")
+        key = normalise(prefix)
+        total = await self.pool.fetchval(q("count_handles"), key)
+        if page_size == 0:
+            return total, []
+        rows = await self.pool.fetch(q("list_handles"), key, page_size, page * page_size)
+        return total, [r["handle"] for r in rows]
+
+    async def history(self, handle: Handle) -> list[HistoryEntry]:
+        rows = await self.pool.fetch(q("list_history"), handle.key)
+        return [
+            HistoryEntry(
+                r["handle"], r["action"], r["actor"], r["at"], r["version"],
+                decode_values(r["old_values"]) if r["old_values"] is not None else None,
+                decode_values(r["new_values"]) if r["new_values"] is not None else None,
+            )
+            for r in rows
+        ]
+
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")

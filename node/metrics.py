@@ -1,0 +1,34 @@
+"""Prometheus metrics on a registry passed in (never the process-global one), so tests
+and several nodes in one process each read their own values."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class NodeMetrics:
+    def __init__(self, registry: CollectorRegistry, version: str, role: str):
+        self.registry = registry
+        Info("idnode_build", "idnode build", registry=registry).info({"version": version, "role": role})
+        self.ready = Gauge("idnode_ready", "1 when the registry is reachable", registry=registry)
+        self.requests = Counter(
+            "idnode_requests", "Requests answered", ["front", "op", "rc"], registry=registry
+        )
+        self.latency = Histogram(
+            "idnode_request_seconds", "Time to answer a request", ["front", "op"],
+            buckets=LATENCY_BUCKETS_S, registry=registry,
+        )
+        self.malformed = Counter(
+            "idnode_malformed_requests", "Requests that could not be decoded", ["front"], registry=registry
+        )
+        self.dropped = Counter(
+            "idnode_dropped_requests", "Requests dropped unanswered", ["front", "reason"], registry=registry
+        )
+        self.registry_errors = Counter(
+            "idnode_registry_errors", "Registry operations that failed", ["op"], registry=registry
+        )
+        self.writes = Counter(
+            "idnode_handle_writes", "Committed handle writes", ["action", "source"], registry=registry
+        )

@@ -1,0 +1,307 @@
+"""One typed settings object, validated once at start and passed explicitly.
+
+Precedence: command-line flag > ``IDNODE_*`` environment variable > TOML file > default.
+Every setting is described in ``SETTINGS`` below; ``docs/settings.md`` is generated
+from the same table (``idnode settings --markdown``), so the reference cannot drift.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from protocol.errors import HandleSyntaxError
+from protocol.handle import parse_prefix
+
+ENV_PREFIX = "IDNODE_"
+ROLES = ("secondary", "enterprise", "recursive", "top-level")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+class SettingsError(Exception):
+    """A setting has an invalid value; the message names the key, where it came from and the value."""
+
+
+def default_data_dir() -> Path:
+    # root cannot hand a directory under /root to the unprivileged PostgreSQL user
+    # (it is mode 0700), so a root-run node keeps its data where system services do.
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return Path("/var/lib/idnode")
+    return Path(platformdirs.user_data_dir("idnode"))
+
+
+def _port(value: Any) -> int:
+    port = _int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError("is not a port number (0-65535; 0 picks a free port)")
+    return port
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("is not an integer")
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError("is not an integer") from None
+
+
+def _positive_int(value: Any) -> int:
+    n = _int(value)
+    if n < 1:
+        raise ValueError("must be at least 1")
+    return n
+
+
+def _positive_float(value: Any) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("is not a number") from None
+    if not f > 0:
+        raise ValueError("must be greater than 0")
+    return f
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("is not a string")
+    return value
+
+
+def _optional_str(value: Any) -> str | None:
+    s = _str(value).strip()
+    return s or None
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        s = _str(value).strip().lower()
+        if s not in options:
+            raise ValueError(f"is not one of {', '.join(options)}")
+        return s
+
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("is not a boolean (true/false)")
+
+
+def _path(value: Any) -> Path:
+    s = _str(value).strip()
+    if not s:
+        raise ValueError("is empty")
+    return Path(s).expanduser()
+
+
+def _database_url(value: Any) -> str | None:
+    s = _optional_str(value)
+    if s is not None and not s.startswith(("postgresql://", "postgres://")):
+        raise ValueError("must start with postgresql:// (a libpq connection URL)")
+    return s
+
+
+def _bind(value: Any) -> str:
+    s = _str(value).strip()
+    try:
+        ipaddress.ip_address(s)
+    except ValueError:
+        raise ValueError("is not an IPv4 or IPv6 address (use 0.0.0.0 or :: for all)") from None
+    return s
+
+
+def _prefixes(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out = []
+    for item in items:
+        p = _str(item).strip()
+        if not p:
+            continue
+        try:
+            out.append(parse_prefix(p))
+        except HandleSyntaxError as exc:
+            raise ValueError(f"has an invalid prefix {p!r}: {exc}") from None
+    return tuple(out)
+
+
+def _setting(parse: Callable[[Any], Any], doc: str, default: Any = None, **kw: Any) -> Any:
+    meta = {"parse": parse, "doc": doc}
+    if "default_factory" in kw:
+        return field(metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str | None = _setting(
+        _database_url, "PostgreSQL URL of the registry. Unset: an embedded private server in data_dir."
+    )
+    data_dir: Path = _setting(
+        _path,
+        "Directory for the embedded PostgreSQL cluster, its socket and the node lock. "
+        "Default: the user's data dir (/var/lib/idnode when run as root).",
+        default_factory=default_data_dir,
+    )
+    embedded_user: str | None = _setting(
+        _optional_str,
+        "OS user that runs the embedded PostgreSQL when idnode runs as root "
+        "(PostgreSQL refuses root). Default: postgres if it exists, else nobody.",
+    )
+    bind: str = _setting(_bind, "Listen address for every front.", "127.0.0.1")
+    handle_port: int = _setting(_port, "Native Handle protocol port (UDP and TCP).", 2641)
+    http_port: int = _setting(_port, "HTTP API port.", 8000)
+    admin_port: int = _setting(_port, "Health and metrics port (/healthz, /readyz, /metrics).", 9100)
+    role: str = _setting(_choice(ROLES), f"Node role: {', '.join(ROLES)}.", "secondary")
+    prefixes: tuple[str, ...] = _setting(
+        _prefixes,
+        "Comma-separated prefixes this node serves (e.g. 88.118,88.119); "
+        "enabled prefixes in the registry are served too.",
+        (),
+    )
+    public_address: str | None = _setting(
+        lambda v: None if v in (None, "") else _bind(v),
+        "Address advertised in this node's HS_SITE. Default: bind, or 127.0.0.1 when bind is a wildcard.",
+    )
+    site_serial: int = _setting(
+        _positive_int, "HS_SITE serial number; raise it when the site's servers or keys change.", 1
+    )
+    site_key_file: Path | None = _setting(
+        lambda v: None if v in (None, "") else _path(v),
+        "PEM private key of this site (its HS_SITE public key). Default: <data_dir>/site_key.pem, "
+        "created on first start.",
+    )
+    udp_max_inflight: int = _setting(
+        _positive_int, "UDP requests being answered at once; more are dropped and counted.", 1024
+    )
+    tcp_max_connections: int = _setting(
+        _positive_int, "Concurrent native TCP connections; more are closed at once and counted.", 512
+    )
+    tcp_idle_timeout_s: float = _setting(
+        _positive_float, "A native TCP connection idle this long is closed, in seconds.", 30.0
+    )
+    log_format: str = _setting(_choice(LOG_FORMATS), "Log format: text or json.", "text")
+    log_level: str = _setting(_choice(LOG_LEVELS), "Log level.", "info")
+    db_pool_min: int = _setting(_positive_int, "Minimum registry connections.", 2)
+    db_pool_max: int = _setting(_positive_int, "Maximum registry connections.", 10)
+    db_timeout_s: float = _setting(
+        _positive_float, "Deadline for one registry query, in seconds.", 5.0
+    )
+    shutdown_timeout_s: float = _setting(
+        _positive_float, "Time allowed for in-flight requests at shutdown, in seconds.", 10.0
+    )
+    demo: bool = _setting(_bool, "Seed the demo textile and elevator data at start.", False)
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def advertised_address(self) -> str:
+        if self.public_address:
+            return self.public_address
+        return "127.0.0.1" if self.bind in ("0.0.0.0", "::") else self.bind
+
+    @property
+    def site_key_path(self) -> Path:
+        return self.site_key_file or self.data_dir / "site_key.pem"
+
+    def check(self) -> None:
+        if self.site_serial > 0xFFFE:  # u16 on the wire; 0xFFFF means "unknown"
+            raise SettingsError(f"site_serial ({self.site_serial}) must be at most 65534")
+        if self.db_pool_min > self.db_pool_max:
+            raise SettingsError(
+                f"db_pool_min ({self.db_pool_min}) must not exceed db_pool_max ({self.db_pool_max})"
+            )
+
+
+def setting_names() -> list[str]:
+    return [f.name for f in fields(Settings)]
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
+def _parse(key: str, value: Any, source: str) -> Any:
+    meta = {f.name: f for f in fields(Settings)}[key].metadata
+    try:
+        return meta["parse"](value)
+    except ValueError as exc:
+        raise SettingsError(f"invalid setting {key} (from {source}): {value!r} {exc}") from None
+
+
+def load_settings(
+    *,
+    config_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from defaults, then the TOML file, then the environment, then flags.
+
+    ``flags`` holds only the options given on the command line (None means not given).
+    """
+    env = os.environ if env is None else env
+    known = set(setting_names())
+    values: dict[str, Any] = {}
+
+    if config_file is None and env.get(ENV_PREFIX + "CONFIG"):
+        config_file = Path(env[ENV_PREFIX + "CONFIG"])
+    if config_file is not None:
+        try:
+            data = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError(f"cannot read config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {config_file} is not valid TOML: {exc}") from None
+        for key, value in data.items():
+            if key not in known:
+                raise SettingsError(f"unknown setting {key!r} in {config_file}")
+            values[key] = _parse(key, value, str(config_file))
+
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key in known:
+            values[key] = _parse(key, value, name)
+
+    for key, value in (flags or {}).items():
+        if value is None:
+            continue
+        if key not in known:
+            raise SettingsError(f"unknown setting {key!r}")
+        values[key] = _parse(key, value, "--" + key.replace("_", "-"))
+
+    settings = replace(Settings(), **values)
+    settings.check()
+    return settings
+
+
+def settings_markdown() -> str:
+    rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+    for f in fields(Settings):
+        default: Any = "(see meaning)" if f.name == "data_dir" else f.default
+        if isinstance(default, tuple):
+            default = ",".join(default) or "(none)"
+        if default is None:
+            default = "(unset)"
+        rows.append(f"| `{f.name}` | `{env_name(f.name)}` | `{default}` | {f.metadata['doc']} |")
+    return "\n".join(rows) + "\n"

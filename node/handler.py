@@ -1,0 +1,147 @@
+"""The transport-independent native handler: a whole request message in, a whole reply
+message out. The UDP and TCP fronts only frame bytes and call ``handle``.
+
+A request that cannot be decoded gets a protocol-error reply with its request id echoed
+(silence only when not even an envelope arrived); a bug in an operation gets RC 2,
+never a dead connection.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from protocol.bodies import ErrorReply, ReferralReply, ResolutionReply, ResolutionRequest, SiteInfoReply
+from protocol.codes import OpCode, OpFlag, ResponseCode
+from protocol.errors import ProtocolError
+from protocol.message import Header, MalformedMessage, Message, decode
+from protocol.negotiate import encode_reply
+
+from .metrics import NodeMetrics
+from .resolver import (
+    Found,
+    HandleNotFound,
+    InvalidHandle,
+    NotResponsible,
+    PrefixReferral,
+    Resolver,
+    ValuesNotFound,
+)
+from .site import Site
+
+log = logging.getLogger("idnode.native")
+
+Operation = Callable[[Message, "Peer", float], Awaitable[bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    transport: str  # "udp" | "tcp"
+    address: tuple[str, int] | None = None
+
+
+def _op_name(opcode: int) -> str:
+    try:
+        return OpCode(opcode).name.lower()
+    except ValueError:
+        return "unknown"
+
+
+class NativeHandler:
+    def __init__(
+        self,
+        resolver: Resolver,
+        site: Site,
+        metrics: NodeMetrics,
+        *,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.resolver = resolver
+        self.site = site
+        self.metrics = metrics
+        self.clock = clock
+        self.operations: dict[int, Operation] = {
+            OpCode.RESOLUTION: self.op_resolution,
+            OpCode.GET_SITE_INFO: self.op_site_info,
+        }
+
+    @property
+    def serial(self) -> int:
+        return self.site.info.serial
+
+    def _reply(self, request: Message, rc: int, body: object, now: float) -> bytes:
+        return encode_reply(request, rc, body, now=now, site_serial=self.serial)  # type: ignore[arg-type]
+
+    async def handle(self, data: bytes, peer: Peer) -> bytes | None:
+        """Answer one request message (envelope included); None means stay silent."""
+        now = self.clock()
+        started = time.perf_counter()
+        try:
+            request = decode(data)
+        except MalformedMessage as exc:
+            self.metrics.malformed.labels(peer.transport).inc()
+            return self._malformed_reply(exc, now)
+        except ProtocolError:
+            self.metrics.malformed.labels(peer.transport).inc()
+            return None  # not even an envelope: nothing to address a reply to
+        op = _op_name(request.header.opcode)
+        if not request.is_request:
+            self.metrics.malformed.labels(peer.transport).inc()
+            return self._reply(request, ResponseCode.PROTOCOL_ERROR, ErrorReply("expected a request"), now)
+        operation = self.operations.get(request.header.opcode)
+        try:
+            if operation is None:
+                rc = ResponseCode.OPERATION_NOT_SUPPORTED
+                reply = self._reply(
+                    request, rc, ErrorReply(f"operation {request.header.opcode} is not supported"), now
+                )
+            else:
+                reply = await operation(request, peer, now)
+        except ProtocolError as exc:
+            reply = self._reply(request, exc.response_code, ErrorReply(exc.message), now)
+        except Exception:
+            log.exception("native %s request failed", op)
+            self.metrics.registry_errors.labels(op).inc()
+            reply = self._reply(request, ResponseCode.ERROR, ErrorReply("internal server error"), now)
+        self.metrics.latency.labels(peer.transport, op).observe(time.perf_counter() - started)
+        return reply
+
+    def _malformed_reply(self, exc: MalformedMessage, now: float) -> bytes:
+        opcode = exc.header.opcode if exc.header else 0
+        # Echo the readable flags, but send no digest of a request we could not read.
+        flags = (exc.header.flags if exc.header else OpFlag(0)) & ~OpFlag.RRDG
+        request = Message(exc.envelope, Header(opcode, flags=flags), ErrorReply())
+        return self._reply(request, exc.response_code, ErrorReply(exc.message), now)
+
+    async def op_resolution(self, request: Message, peer: Peer, now: float) -> bytes:
+        body = request.body
+        assert isinstance(body, ResolutionRequest)
+        flags = request.header.flags
+        # Native callers are not authenticated yet, so only public values are ever sent;
+        # with PUBL clear the reference would challenge (RC 402) instead of filtering.
+        result = await self.resolver.resolve(
+            body.handle, body.indexes, body.types, now,
+            public_only=True, refer=OpFlag.DNRF not in flags,
+        )
+        match result:
+            case Found(values=values):
+                rc, reply = ResponseCode.SUCCESS, ResolutionReply(body.handle, values)
+            case HandleNotFound():
+                rc, reply = ResponseCode.HANDLE_NOT_FOUND, ErrorReply()
+            case ValuesNotFound():
+                rc, reply = ResponseCode.VALUES_NOT_FOUND, ErrorReply()
+            case PrefixReferral(handle=handle, values=values):
+                rc, reply = ResponseCode.PREFIX_REFERRAL, ReferralReply(handle, values)
+            case NotResponsible(prefix=prefix):
+                rc, reply = ResponseCode.SERVER_NOT_RESP, ErrorReply(f"this server is not responsible for prefix {prefix}")
+            case InvalidHandle(reason=reason):
+                rc, reply = ResponseCode.INVALID_HANDLE, ErrorReply(reason)
+        self.metrics.requests.labels(peer.transport, "resolution", str(int(rc))).inc()
+        return self._reply(request, rc, reply, now)
+
+    async def op_site_info(self, request: Message, peer: Peer, now: float) -> bytes:
+        self.metrics.requests.labels(peer.transport, "get_site_info", "1").inc()
+        return self._reply(request, ResponseCode.SUCCESS, SiteInfoReply(self.site.info), now)
+

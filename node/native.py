@@ -1,0 +1,192 @@
+"""The native Handle fronts on port 2641: UDP and TCP, both thin framers over the one
+NativeHandler.
+
+UDP: each datagram (or reassembled message) becomes a task; at most
+``udp_max_inflight`` run at once and the rest are dropped and counted, so a flood
+cannot queue unbounded work. Replies longer than one datagram are fragmented into
+512-byte datagrams, as the reference Java client expects.
+
+TCP: a connection carries any number of requests, answered in order, until the client
+closes or stays idle for ``tcp_idle_timeout_s`` (the IDIS SDK pipelines requests on one
+connection without KPAL; the reference closed after one). Connections beyond
+``tcp_max_connections`` are closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import struct
+import time
+from collections.abc import Callable
+
+from protocol.fragment import Reassembler, fragment_encoded
+from protocol.errors import ProtocolError
+from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET, MAX_MESSAGE_BYTES
+
+from .handler import NativeHandler, Peer
+from .metrics import NodeMetrics
+
+log = logging.getLogger("idnode.native")
+_U32 = struct.Struct(">I")
+
+
+def _sockaddr(addr: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
+    return (addr[0], addr[1])
+
+
+class UdpFront(asyncio.DatagramProtocol):
+    def __init__(
+        self,
+        handler: NativeHandler,
+        metrics: NodeMetrics,
+        *,
+        max_inflight: int,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.handler = handler
+        self.metrics = metrics
+        self.max_inflight = max_inflight
+        self.clock = clock
+        self.inflight = 0
+        self.transport: asyncio.DatagramTransport | None = None
+        self.reassembler = Reassembler()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.inflight >= self.max_inflight:
+            self.metrics.dropped.labels("udp", "overload").inc()
+            return
+        if len(data) >= ENVELOPE_BYTES and _U32.unpack_from(data, LENGTH_OFFSET)[0] != len(data) - ENVELOPE_BYTES:
+            try:
+                whole = self.reassembler.feed(data, self.clock(), addr)
+            except ProtocolError:
+                whole = data  # let the handler answer the malformed fragment with RC 4
+            if whole is None:
+                return  # waiting for more fragments
+            data = whole
+        self.inflight += 1
+        task = asyncio.get_running_loop().create_task(self._answer(data, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            reply = await self.handler.handle(data, Peer("udp", _sockaddr(addr)))
+            if reply is not None and self.transport is not None:
+                for datagram in fragment_encoded(reply):
+                    self.transport.sendto(datagram, addr)
+        except Exception:
+            log.exception("UDP reply to %s failed", addr[0])
+        finally:
+            self.inflight -= 1
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP errors for earlier replies (the client went away): nothing to do.
+        self.metrics.dropped.labels("udp", "send_error").inc()
+
+    async def drain(self, timeout_s: float) -> None:
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=timeout_s)
+
+
+class TcpFront:
+    def __init__(
+        self,
+        handler: NativeHandler,
+        metrics: NodeMetrics,
+        *,
+        max_connections: int,
+        idle_timeout_s: float,
+    ):
+        self.handler = handler
+        self.metrics = metrics
+        self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
+        self.connections = 0
+
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections >= self.max_connections:
+            self.metrics.dropped.labels("tcp", "too_many_connections").inc()
+            writer.close()
+            return
+        self.connections += 1
+        peer = Peer("tcp", _sockaddr(writer.get_extra_info("peername") or ("?", 0)))
+        try:
+            while True:
+                try:
+                    envelope = await asyncio.wait_for(reader.readexactly(ENVELOPE_BYTES), self.idle_timeout_s)
+                except (asyncio.IncompleteReadError, TimeoutError):
+                    return  # client closed, or idle too long
+                (length,) = _U32.unpack_from(envelope, LENGTH_OFFSET)
+                if length > MAX_MESSAGE_BYTES:
+                    # Answer with the request id echoed, then close: the stream cannot be
+                    # resynchronised past a message we refuse to read.
+                    reply = await self.handler.handle(envelope, peer)
+                    if reply is not None:
+                        writer.write(reply)
+                        await writer.drain()
+                    return
+                try:
+                    rest = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout_s)
+                except (asyncio.IncompleteReadError, TimeoutError):
+                    return
+                reply = await self.handler.handle(envelope + rest, peer)
+                if reply is not None:
+                    writer.write(reply)
+                    await writer.drain()
+        except (ConnectionError, OSError):
+            return
+        finally:
+            self.connections -= 1
+            writer.close()
+
+
+class NativeServer:
+    """Binds UDP and TCP on one address and port (port 0: UDP picks, TCP follows)."""
+
+    def __init__(self, handler: NativeHandler, metrics: NodeMetrics, *, max_inflight: int,
+                 max_connections: int, idle_timeout_s: float):
+        self.udp = UdpFront(handler, metrics, max_inflight=max_inflight)
+        self.tcp = TcpFront(handler, metrics, max_connections=max_connections, idle_timeout_s=idle_timeout_s)
+        self._udp_transport: asyncio.DatagramTransport | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: self.udp, local_addr=(host, port), family=family
+        )
+        self._udp_transport = transport
+        bound = transport.get_extra_info("sockname")[1]
+        sock = transport.get_extra_info("socket")
+        try:
+            # Room for bursts: the default receive buffer drops under load long before
+            # the handler is saturated.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        except OSError:
+            pass
+        self._tcp_server = await asyncio.start_server(
+            self.tcp.serve_connection, host, bound, family=family, reuse_address=True,
+            limit=MAX_MESSAGE_BYTES + ENVELOPE_BYTES,
+        )
+        self.port = bound
+        return bound
+
+    async def stop(self, timeout_s: float) -> None:
+        if self._tcp_server is not None:
+            self._tcp_server.close()
+        if self._udp_transport is not None:
+            self._udp_transport.close()
+        await self.udp.drain(timeout_s)
+        if self._tcp_server is not None:
+            try:
+                await asyncio.wait_for(self._tcp_server.wait_closed(), timeout_s)
+            except TimeoutError:
+                log.warning("native TCP connections still open after %.0f s", timeout_s)

@@ -184,6 +184,53 @@ async def cmd_handle_history(settings: Settings, args: argparse.Namespace) -> in
     return 0
 
 
+async def cmd_siteinfo(settings: Settings, args: argparse.Namespace) -> int:
+    from protocol.jsonvalues import site_to_json
+
+    from .site import Site, SiteKeyError
+
+    try:
+        site = Site.create(settings, handle_port=settings.handle_port, http_port=None)
+    except (SiteKeyError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    if args.out:
+        try:
+            Path(args.out).write_bytes(site.info.to_wire())
+        except OSError as exc:
+            raise UserError(f"cannot write {args.out}: {exc.strerror}") from None
+    _print_json(site_to_json(site.info))
+    return 0
+
+
+async def cmd_resolve(settings: Settings, args: argparse.Namespace) -> int:
+    from protocol.bodies import ErrorReply, ReferralReply, ResolutionReply
+    from protocol.codes import ResponseCode
+
+    from .client import ClientError, NativeClient
+
+    host, port = args.server or (settings.advertised_address, settings.handle_port)
+    client = NativeClient(host, port, timeout_s=args.timeout, udp=not args.tcp)
+    try:
+        reply = await client.resolve(args.handle, args.index or (), args.type or ())
+    except ClientError as exc:
+        raise UserError(str(exc)) from None
+    rc = reply.header.response_code
+    out: dict[str, Any] = {"responseCode": int(rc), "handle": args.handle}
+    if isinstance(reply.body, (ResolutionReply, ReferralReply)) and reply.body.values is not None:
+        out["values"] = values_to_json(reply.body.values)
+    if isinstance(reply.body, ErrorReply) and reply.body.message:
+        out["message"] = reply.body.message
+    _print_json(out)
+    return 0 if rc == ResponseCode.SUCCESS else EXIT_ERROR
+
+
+def _server(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
 async def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     if args.markdown:
         sys.stdout.write(settings_markdown())
@@ -276,6 +323,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page-size", type=int, default=1000)
     p = command("history", cmd_handle_history, "show a record's change history", hdl)
     p.add_argument("handle")
+
+    p = command("siteinfo", cmd_siteinfo, "print this node's HS_SITE as JSON; --out writes the binary siteinfo file", sub)
+    p.add_argument("--out", metavar="FILE", help="write the binary site info (what Handle clients load)")
+    p.add_argument("--handle-port", type=int, default=argparse.SUPPRESS, help="native port advertised")
+
+    p = command("resolve", cmd_resolve, "resolve a handle against a node", sub)
+    p.add_argument("handle")
+    p.add_argument("--native", action="store_true", default=True, help="use the native Handle protocol (default)")
+    p.add_argument("--server", type=_server, metavar="HOST:PORT", help="node to ask (default: this node's settings)")
+    p.add_argument("--tcp", action="store_true", help="TCP only (no UDP first)")
+    p.add_argument("--index", type=int, action="append", help="value index to ask for (repeatable)")
+    p.add_argument("--type", action="append", help="value type to ask for (repeatable; 'URL.' matches subtypes)")
+    p.add_argument("--timeout", type=float, default=5.0, help="overall deadline in seconds")
 
     p = command("settings", cmd_settings, "print the effective settings", sub)
     p.add_argument("--markdown", action="store_true", help="print the settings reference table")

@@ -18,7 +18,7 @@ _U32 = struct.Struct(">I")
 
 
 class Reader:
-    __slots__ = ("_buf", "_pos", "_end")
+    __slots__ = ("_buf", "_end", "_pos")
 
     def __init__(self, data: bytes | bytearray | memoryview, offset: int = 0, end: int | None = None):
         self._buf = memoryview(data) if not isinstance(data, memoryview) else data

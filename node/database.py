@@ -18,7 +18,7 @@ import asyncpg
 
 from registry.datadir import NodeLock
 from registry.embedded import EmbeddedPostgres
-from registry.errors import DataDirLocked, DatabaseUnavailable
+from registry.errors import DatabaseUnavailable, DataDirLocked
 from registry.migrate import migrate
 from registry.store import Registry
 
@@ -53,7 +53,7 @@ async def _create_pool(dsn: str, settings: Settings, *, min_size: int, max_size:
             command_timeout=settings.db_timeout_s,
             timeout=settings.db_timeout_s,
         )
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(f"cannot connect to the registry database: {exc}") from None
     assert pool is not None
     return pool

@@ -44,6 +44,20 @@ def _initialise_and_start(pg: EmbeddedPostgres) -> None:
     pg.start()  # adopts a server left running by a node killed with -9
 
 
+class RegistryConnection(asyncpg.Connection):  # type: ignore[misc]
+    """Pool connections without the per-release reset query.
+
+    asyncpg's pool runs ``RESET ALL; UNLISTEN *; ...`` each time a connection goes back,
+    a second round trip for every one-query resolution. Registry code keeps no session
+    state on pooled connections (transaction-scoped advisory locks only; LISTEN gets a
+    dedicated connection), so there is nothing to reset; an open transaction is still
+    rolled back by the pool.
+    """
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 async def _create_pool(dsn: str, settings: Settings, *, min_size: int, max_size: int) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(
@@ -52,6 +66,7 @@ async def _create_pool(dsn: str, settings: Settings, *, min_size: int, max_size:
             max_size=max_size,
             command_timeout=settings.db_timeout_s,
             timeout=settings.db_timeout_s,
+            connection_class=RegistryConnection,
         )
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         raise DatabaseUnavailable(f"cannot connect to the registry database: {exc}") from None

@@ -7,6 +7,8 @@ value = u32 index, u32 timestamp, u8 TTL type, u32 TTL, u8 permissions,
 
 from __future__ import annotations
 
+import struct
+
 from .codes import TTLType
 from .errors import LocalProtocolError, RemoteProtocolError
 from .values import MAX_DATA_BYTES, MAX_TYPE_BYTES, HandleValue, Reference
@@ -75,7 +77,47 @@ def encode_values(values: tuple[HandleValue, ...] | list[HandleValue]) -> bytes:
     return w.getvalue()
 
 
+_FIXED = struct.Struct(">IIBIBI")  # index, timestamp, TTL type, TTL, permissions, type length
+_U32 = struct.Struct(">I")
+
+
 def decode_values(data: bytes | memoryview) -> tuple[HandleValue, ...]:
+    """u32 count + values. Every record read from the registry passes through here, so
+    the common shape (no references) is decoded with direct ``unpack_from`` calls; any
+    irregularity falls back to the bounded Reader, which names the problem."""
+    buf = bytes(data)
+    size = len(buf)
+    try:
+        (count,) = _U32.unpack_from(buf, 0)
+        if count * MIN_VALUE_BYTES > size - 4:
+            return _decode_values_checked(buf)
+        pos = 4
+        out = []
+        for _ in range(count):
+            index, ts, ttl_type, ttl, perms, tlen = _FIXED.unpack_from(buf, pos)
+            pos += 18
+            vtype = buf[pos : pos + tlen].decode("utf-8")
+            pos += tlen
+            (dlen,) = _U32.unpack_from(buf, pos)
+            pos += 4
+            value_data = buf[pos : pos + dlen]
+            pos += dlen
+            (nrefs,) = _U32.unpack_from(buf, pos)
+            pos += 4
+            if nrefs or ttl_type > 1 or len(value_data) != dlen or len(vtype) > MAX_TYPE_BYTES:
+                return _decode_values_checked(buf)
+            out.append(HandleValue(index, vtype, value_data, ttl, _TTL_TYPES[ttl_type], ts, perms))
+        if pos != size:
+            return _decode_values_checked(buf)
+        return tuple(out)
+    except (struct.error, UnicodeDecodeError):
+        return _decode_values_checked(buf)
+
+
+_TTL_TYPES = (TTLType.RELATIVE, TTLType.ABSOLUTE)
+
+
+def _decode_values_checked(data: bytes | memoryview) -> tuple[HandleValue, ...]:
     r = Reader(data)
     n = r.count("values", MIN_VALUE_BYTES)
     values = tuple(decode_value(r) for _ in range(n))

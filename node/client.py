@@ -18,6 +18,7 @@ from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.errors import ProtocolError
 from protocol.fragment import Reassembler, fragment_encoded
 from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET, MAX_MESSAGE_BYTES, Envelope, Header, Message, decode, encode
+from protocol.msgsign import SitePublicKey, verify_message
 from protocol.structured import SiteInfo
 
 # The reference client retries UDP at about 0.5, 1 and 1.5 s before trying TCP (GUIDE §2).
@@ -64,27 +65,39 @@ class NativeClient:
         timeout_s: float = 5.0,
         udp: bool = True,
         udp_timeouts_s: Sequence[float] = UDP_ATTEMPT_TIMEOUTS_S,
+        verify_key: SitePublicKey | None = None,
     ):
         self.host = host
         self.port = port
         self.timeout_s = timeout_s
         self.udp = udp
         self.udp_timeouts_s = tuple(udp_timeouts_s)
+        # With a key (the server's HS_SITE public key), every request asks for a
+        # certified reply (CERT) and a reply whose signature does not verify is refused.
+        self.verify_key = verify_key
 
     def _message(self, opcode: OpCode, body: object, flags: OpFlag) -> Message:
+        if self.verify_key is not None:
+            flags |= OpFlag.CERT
         env = Envelope(request_id=secrets.randbits(31) or 1)
         header = Header(opcode, flags=flags, site_serial=0xFFFF, expiration=int(time.time()) + 43_200)
         return Message(env, header, body)  # type: ignore[arg-type]
 
     async def request(self, message: Message) -> Message:
         """Send one request; UDP first (unless disabled), then TCP, within the deadline."""
+        reply = await self._exchange(message)
+        if self.verify_key is not None and not verify_message(reply, self.verify_key):
+            raise ClientError(f"the reply from {self.host}:{self.port} is not signed by the expected site key")
+        return reply
+
+    async def _exchange(self, message: Message) -> Message:
         deadline = time.monotonic() + self.timeout_s
         data = encode(message)
         if self.udp:
             try:
                 return decode(await self._udp(data, message.request_id, deadline))
-            except (TimeoutError, ClientError, OSError):
-                pass  # fall back to TCP while time remains
+            except (TimeoutError, ClientError, OSError, ProtocolError):
+                pass  # no answer, or garbage: fall back to TCP while time remains
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ClientError(f"no reply from {self.host}:{self.port} within {self.timeout_s:.1f} s")

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from protocol.bodies import ErrorReply, ReferralReply, ResolutionReply, ResolutionRequest, SiteInfoReply
 from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.errors import ProtocolError
-from protocol.message import Header, MalformedMessage, Message, decode
-from protocol.negotiate import encode_reply
+from protocol.message import Header, MalformedMessage, Message, decode, encode
+from protocol.msgsign import sign_message
+from protocol.negotiate import build_reply
 
 from .metrics import NodeMetrics
 from .resolver import (
@@ -72,7 +73,13 @@ class NativeHandler:
         return self.site.info.serial
 
     def _reply(self, request: Message, rc: int, body: object, now: float) -> bytes:
-        return encode_reply(request, rc, body, now=now, site_serial=self.serial)  # type: ignore[arg-type]
+        if OpFlag.CERT in request.header.flags:
+            # The client asked for a certified reply: sign it with the HS_SITE key.
+            reply = build_reply(
+                request, rc, body, now=now, site_serial=self.serial, extra_flags=OpFlag.CERT  # type: ignore[arg-type]
+            )
+            return encode(sign_message(reply, self.site.key))
+        return encode(build_reply(request, rc, body, now=now, site_serial=self.serial))  # type: ignore[arg-type]
 
     async def handle(self, data: bytes, peer: Peer) -> bytes | None:
         """Answer one request message (envelope included); None means stay silent."""

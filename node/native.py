@@ -15,6 +15,7 @@ connection without KPAL; the reference closed after one). Connections beyond
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
 import struct
@@ -30,6 +31,8 @@ from .metrics import NodeMetrics
 
 log = logging.getLogger("idnode.native")
 _U32 = struct.Struct(">I")
+# Tries to find, for port 0, a port number free for both UDP and TCP.
+_PORT_ATTEMPTS = 20
 
 
 def _sockaddr(addr: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
@@ -50,6 +53,7 @@ class UdpFront(asyncio.DatagramProtocol):
         self.max_inflight = max_inflight
         self.clock = clock
         self.inflight = 0
+        self.closing = False
         self.transport: asyncio.DatagramTransport | None = None
         self.reassembler = Reassembler()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -58,6 +62,8 @@ class UdpFront(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.closing:
+            return  # shutting down: in-flight requests finish, new ones are not taken
         if self.inflight >= self.max_inflight:
             self.metrics.dropped.labels("udp", "overload").inc()
             return
@@ -158,12 +164,24 @@ class NativeServer:
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
+        # Port 0: UDP picks a free port and TCP takes the same number, which may be busy
+        # for TCP (another listener, or a local end of an outgoing connection): pick again.
+        attempts = _PORT_ATTEMPTS if port == 0 else 1
+        for _ in range(attempts):
+            bound = await self._bind(host, port)
+            if bound is not None:
+                self.port = bound
+                return bound
+        raise OSError(errno.EADDRINUSE, f"no port free for both UDP and TCP on {host} after {attempts} tries")
+
+    async def _bind(self, host: str, port: int) -> int | None:
+        """UDP then TCP on the same port; None (nothing left open) when port 0 was asked
+        for and the port UDP picked is taken for TCP."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         transport, _ = await loop.create_datagram_endpoint(
             lambda: self.udp, local_addr=(host, port), family=family
         )
-        self._udp_transport = transport
         bound = transport.get_extra_info("sockname")[1]
         sock = transport.get_extra_info("socket")
         try:
@@ -172,19 +190,28 @@ class NativeServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         except OSError:
             pass
-        self._tcp_server = await asyncio.start_server(
-            self.tcp.serve_connection, host, bound, family=family, reuse_address=True,
-            limit=MAX_MESSAGE_BYTES + ENVELOPE_BYTES,
-        )
-        self.port = bound
-        return bound
+        try:
+            self._tcp_server = await asyncio.start_server(
+                self.tcp.serve_connection, host, bound, family=family, reuse_address=True,
+                limit=MAX_MESSAGE_BYTES + ENVELOPE_BYTES,
+            )
+        except OSError as exc:
+            transport.close()  # the caller never gets to stop() a half-started server
+            if port == 0 and exc.errno == errno.EADDRINUSE:
+                log.debug("port %d picked for UDP is busy for TCP; picking another", bound)
+                return None
+            raise
+        self._udp_transport = transport
+        return int(bound)
 
     async def stop(self, timeout_s: float) -> None:
         if self._tcp_server is not None:
             self._tcp_server.close()
+        # Answer what is in flight before closing the socket the replies go out on.
+        self.udp.closing = True
+        await self.udp.drain(timeout_s)
         if self._udp_transport is not None:
             self._udp_transport.close()
-        await self.udp.drain(timeout_s)
         if self._tcp_server is not None:
             try:
                 await asyncio.wait_for(self._tcp_server.wait_closed(), timeout_s)

@@ -80,6 +80,14 @@ def stamp(
     return tuple(sorted(out, key=lambda v: v.index))
 
 
+def _check_version(handle: Handle, row: Any, expected: int | None) -> None:
+    if expected is None:
+        return
+    current = 0 if row is None else int(row["version"])
+    if current != expected:
+        raise Conflict(f"handle {handle.text} changed while this write was checked; retry")
+
+
 def _check_unique_indexes(values: Sequence[HandleValue]) -> None:
     seen: set[int] = set()
     for v in values:
@@ -178,8 +186,12 @@ class Registry:
         overwrite: bool = True,
         only_indexes: frozenset[int] | None = None,
         keep_timestamps: bool = False,
+        expected_version: int | None = None,
     ) -> PutResult:
         """Create or change a handle.
+
+        ``expected_version``: the version the caller checked permissions against (0:
+        it did not exist); if another writer got in between, Conflict and no change.
 
         ``overwrite=False``: create only; an existing handle with the same content is
         success (clients retry creates after a gateway timeout), otherwise Conflict.
@@ -191,6 +203,7 @@ class Registry:
         async with self.pool.acquire() as conn, conn.transaction():
             prefix_key = await self._check_prefix(conn, handle)
             row = await conn.fetchrow(q("lock_handle"), key)
+            _check_version(handle, row, expected_version)
             if row is None:
                 new = tuple(sorted(values, key=lambda v: v.index)) if keep_timestamps else stamp(values, (), now_s)
                 wire = encode_values(new)
@@ -229,6 +242,7 @@ class Registry:
         actor: str,
         now: datetime,
         indexes: frozenset[int] | None = None,
+        expected_version: int | None = None,
     ) -> Record | None:
         """Delete the handle, or only the given value indexes (returns the new record then)."""
         key = handle.key
@@ -237,6 +251,7 @@ class Registry:
             row = await conn.fetchrow(q("lock_handle"), key)
             if row is None:
                 raise NotFound(f"handle {handle.text} does not exist")
+            _check_version(handle, row, expected_version)
             if indexes is None:
                 await conn.execute(q("delete_handle"), key)
                 await conn.execute(

@@ -145,3 +145,15 @@ async def test_concurrent_writers_serialise(registry: Registry) -> None:
     rec = await registry.get_handle(h.key)
     assert rec is not None and rec.version == 9
     assert len(await registry.history(h)) == 9
+
+
+async def test_expected_version_refuses_a_write_that_lost_a_race(registry: Registry) -> None:
+    h = parse_handle("88.118.2/RACE")
+    await registry.put_handle(h, [URL], actor="a", now=T0, expected_version=0)
+    with pytest.raises(Conflict, match="changed while this write was checked"):
+        await registry.put_handle(h, [ADMIN_EMAIL], actor="b", now=T0, expected_version=0)
+    with pytest.raises(Conflict):
+        await registry.delete_handle(h, actor="b", now=T0, expected_version=7)
+    rec = await registry.get_handle(h.key)
+    assert rec is not None and rec.version == 1 and [v.index for v in rec.values] == [1]
+    await registry.put_handle(h, [ADMIN_EMAIL], actor="a", now=T0, expected_version=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -15,14 +16,32 @@ from prometheus_client import CollectorRegistry
 
 from . import __version__
 from .admin import admin_app
+from .auth import (
+    AuthChain,
+    Authorizer,
+    BasicScheme,
+    ChallengeVerifier,
+    ClientCertScheme,
+    FailureLimiter,
+    SecretKeyVerifier,
+    SessionScheme,
+    SessionStore,
+    parse_admin_list,
+)
 from .database import Database, node_database
 from .handler import NativeHandler
+from .http import HttpServices, http_app
+from .http.app import Extension
+from .http.proxy import proxy_routes
+from .http.sessions import session_routes
 from .metrics import NodeMetrics
 from .native import NativeServer
 from .resolver import Resolver, ServedPrefixes
 from .seed import seed_demo
 from .settings import Settings
 from .site import Site
+from .tls import server_ssl_context
+from .writes import WriteService
 
 log = logging.getLogger("idnode.node")
 
@@ -32,9 +51,16 @@ def _bound_port(runner: web.AppRunner) -> int:
 
 
 class Node:
-    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
         self.settings = settings
         self.clock = clock
+        self.monotonic = monotonic  # rate-limit windows and caches; tests step it
         self.metrics = NodeMetrics(CollectorRegistry(), __version__, settings.role)
         self._stack = AsyncExitStack()
         self.db: Database | None = None
@@ -43,17 +69,27 @@ class Node:
         self.handle_port: int | None = None
         self.site: Site | None = None
         self.native: NativeServer | None = None
+        self.writes: WriteService | None = None
+        self.http_port: int | None = None
+        self.http: HttpServices | None = None
+        self.sessions: SessionStore | None = None  # REST challenge-response sessions
+        # Routes other fronts add to the HTTP app (sessions, the proxy page); set before start.
+        self.http_extensions: list[Extension] = []
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
 
     async def start(self) -> None:
         s = self.settings
+        ssl_context = server_ssl_context(s)  # bad TLS files stop us before anything starts
         try:
             self.db = await self._stack.enter_async_context(node_database(s))
             self.resolver = Resolver(self.db.registry, ServedPrefixes(s.prefixes))
+            self.writes = WriteService(
+                self.db.registry, self.metrics, secret_iterations=s.secret_hash_iterations
+            )
             if s.demo:
-                counts = await seed_demo(self.db.registry, self.now())
+                counts = await seed_demo(self.db.registry, self.now(), writes=self.writes)
                 log.info("demo data seeded: %s", counts)
             await self.resolver.refresh_prefixes()
             runner = web.AppRunner(
@@ -63,21 +99,23 @@ class Node:
             self._stack.push_async_callback(runner.cleanup)
             await web.TCPSite(runner, s.bind, s.admin_port, reuse_address=True).start()
             self.admin_port = _bound_port(runner)
+            # HTTP first, so the site info the native front publishes names its port.
+            await self._start_http(ssl_context)
             await self._start_native()
         except BaseException:
             await self._stack.aclose()
             raise
         self.metrics.ready.set(1)
         log.info(
-            "idnode %s ready: role=%s admin=%s:%d handle=%d database=%s",
-            __version__, s.role, s.bind, self.admin_port, self.handle_port,
+            "idnode %s ready: role=%s admin=%s:%d handle=%d http=%d database=%s",
+            __version__, s.role, s.bind, self.admin_port, self.handle_port, self.http_port,
             "embedded " + str(s.data_dir) if s.embedded else "external",
         )
 
     async def _start_native(self) -> None:
         s = self.settings
         assert self.resolver is not None
-        site = await asyncio.to_thread(Site.create, s, handle_port=s.handle_port, http_port=None)
+        site = await asyncio.to_thread(Site.create, s, handle_port=s.handle_port, http_port=self.http_port)
         handler = NativeHandler(self.resolver, site, self.metrics, clock=self.clock)
         native = NativeServer(
             handler, self.metrics, max_inflight=s.udp_max_inflight,
@@ -86,10 +124,48 @@ class Node:
         self.handle_port = await native.start(s.bind, s.handle_port)
         self._stack.push_async_callback(native.stop, s.shutdown_timeout_s)
         if self.handle_port != s.handle_port:
-            site = site.with_ports(s, handle_port=self.handle_port, http_port=None)
+            site = site.with_ports(s, handle_port=self.handle_port, http_port=self.http_port)
             handler.site = site
         self.resolver.site = self.site = site
         self.native = native
+
+    async def _start_http(self, ssl_context: ssl.SSLContext | None) -> None:
+        s = self.settings
+        assert self.db is not None and self.resolver is not None and self.writes is not None
+        registry = self.db.registry
+        verifier = SecretKeyVerifier(registry, monotonic=self.monotonic)
+        self.sessions = SessionStore(s.http_sessions_max, s.http_session_idle_timeout_s)
+        chain = AuthChain(
+            [
+                BasicScheme(verifier),
+                ClientCertScheme(registry, enabled=s.tls_client_ca_file is not None),
+                SessionScheme(self.sessions, ChallengeVerifier(registry), monotonic=self.monotonic),
+            ],
+            FailureLimiter(s.http_auth_max_failures, s.http_auth_failure_window_s),
+            self.metrics,
+            plain_policy=s.http_plain_credentials,
+            monotonic=self.monotonic,
+        )
+        authorizer = Authorizer(self.db.registry, self.resolver, parse_admin_list(s.server_admins))
+        self.http = HttpServices(
+            s, self.resolver, self.writes, chain, authorizer, self.metrics, self.clock, sessions=self.sessions
+        )
+        extensions = [session_routes(), *self.http_extensions, proxy_routes]  # catch-all: last
+        runner = web.AppRunner(
+            http_app(self.http, extensions=extensions),
+            access_log=None,  # per-request logging costs throughput; metrics count requests
+            shutdown_timeout=s.shutdown_timeout_s,
+        )
+        await runner.setup()
+        self._stack.push_async_callback(runner.cleanup)
+        await web.TCPSite(runner, s.bind, s.http_port, reuse_address=True, ssl_context=ssl_context).start()
+        self.http_port = _bound_port(runner)
+        if ssl_context is not None:
+            log.info(
+                "HTTP API on port %d serves HTTPS only (TLS 1.2+); client certificates: %s",
+                self.http_port,
+                f"requested, verified against {s.tls_client_ca_file}" if s.tls_client_ca_file else "not requested",
+            )
 
     async def stop(self) -> None:
         self.metrics.ready.set(0)

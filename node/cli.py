@@ -24,10 +24,11 @@ from registry.migrate import applied_versions, migrate
 from registry.store import PREFIX_STATUS
 
 from . import __version__
-from .database import cli_database
+from .database import Database, cli_database
 from .logs import setup_logging
 from .loop import install_fast_loop
 from .settings import Settings, SettingsError, load_settings, settings_markdown
+from .writes import WriteService
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -50,6 +51,10 @@ def _actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return "cli"
+
+
+def _writes(settings: Settings, db: Database) -> WriteService:
+    return WriteService(db.registry, secret_iterations=settings.secret_hash_iterations)
 
 
 def _print_json(obj: Any) -> None:
@@ -82,10 +87,9 @@ async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_db_migrate(settings: Settings, args: argparse.Namespace) -> int:
-    async with cli_database(settings, apply_migrations=False) as db:
-        async with db.pool.acquire() as conn:
-            applied = await migrate(conn)
-            versions = await applied_versions(conn)
+    async with cli_database(settings, apply_migrations=False) as db, db.pool.acquire() as conn:
+        applied = await migrate(conn)
+        versions = await applied_versions(conn)
     for mig in applied:
         print(f"applied {mig.version:04d}_{mig.name}")
     print(f"schema at version {max(versions) if versions else 0}")
@@ -143,8 +147,9 @@ async def cmd_handle_put(settings: Settings, args: argparse.Namespace) -> int:
     handle = parse_handle(args.handle)
     values = values_from_json(_read_values(args.file))
     async with cli_database(settings) as db:
-        result = await db.registry.put_handle(
-            handle, values, actor=_actor(), now=_now(), overwrite=not args.no_overwrite
+        # The same write service as the HTTP API: HS_SECKEY secrets are stored hashed.
+        result = await _writes(settings, db).put(
+            handle, values, actor=_actor(), now=_now(), source="cli", overwrite=not args.no_overwrite
         )
     what = "created" if result.created else ("updated" if result.changed else "unchanged")
     print(f"{result.record.handle} {what} (version {result.record.version}, {len(result.record.values)} values)")
@@ -155,7 +160,7 @@ async def cmd_handle_delete(settings: Settings, args: argparse.Namespace) -> int
     handle = parse_handle(args.handle)
     indexes = frozenset(args.index) if args.index else None
     async with cli_database(settings) as db:
-        await db.registry.delete_handle(handle, actor=_actor(), now=_now(), indexes=indexes)
+        await _writes(settings, db).delete(handle, actor=_actor(), now=_now(), source="cli", indexes=indexes)
     print(f"{handle.text} {'values removed' if indexes else 'deleted'}")
     return 0
 
@@ -362,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args, settings))
     except KeyboardInterrupt:
         return 130
+    except SettingsError as exc:  # found at start, e.g. unreadable TLS files (node.tls)
+        _fail(str(exc), EXIT_USAGE)
     except (UserError, RegistryError, ProtocolError) as exc:
         _fail(str(exc))
 

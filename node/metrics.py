@@ -32,3 +32,11 @@ class NodeMetrics:
         self.writes = Counter(
             "idnode_handle_writes", "Committed handle writes", ["action", "source"], registry=registry
         )
+        self.auth_failures = Counter(
+            "idnode_auth_failures", "Failed authentications", ["front", "reason"], registry=registry
+        )
+        self.auth_rate_limited = Counter(
+            "idnode_auth_rate_limited",
+            "Requests refused because their address failed authentication too often",
+            ["front"], registry=registry,
+        )

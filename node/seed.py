@@ -13,6 +13,7 @@ from registry.errors import Conflict
 from registry.store import Registry
 
 from .demo import demo_dataset
+from .writes import WriteService
 
 DEMO_ACTOR = "idnode:demo"
 
@@ -24,20 +25,27 @@ async def seed_records(
     actor: str,
     now: datetime,
     keep_timestamps: bool = False,
+    writes: WriteService | None = None,
 ) -> int:
-    """Put each (handle, values-in-REST-shape) record; return how many changed."""
+    """Put each (handle, values-in-REST-shape) record; return how many changed. Writes
+    go through the write service, so HS_SECKEY secrets are stored hashed."""
+    writes = writes or WriteService(registry)
     changed = 0
     for text, values_json in records:
         handle = parse_handle(text)
-        result = await registry.put_handle(
-            handle, values_from_json(values_json), actor=actor, now=now, keep_timestamps=keep_timestamps
+        result = await writes.put(
+            handle, values_from_json(values_json), actor=actor, now=now, source="seed",
+            keep_timestamps=keep_timestamps,
         )
         changed += result.changed
     return changed
 
 
-async def seed_demo(registry: Registry, now: datetime) -> Mapping[str, int]:
-    """Load the demo textile and elevator data; running it again changes nothing."""
+async def seed_demo(
+    registry: Registry, now: datetime, *, writes: WriteService | None = None
+) -> Mapping[str, int]:
+    """Load the demo textile and elevator data; running it again changes nothing (a
+    demo secret already stored as a hash of the same secret keeps that hash)."""
     data = demo_dataset()
     known = {e["credit_code"] for e in await registry.list_enterprises()}
     added_enterprises = 0
@@ -53,6 +61,7 @@ async def seed_demo(registry: Registry, now: datetime) -> Mapping[str, int]:
         except Conflict:
             pass
     changed = await seed_records(
-        registry, ((h.handle, h.values) for h in data.handles), actor=DEMO_ACTOR, now=now
+        registry, ((h.handle, h.values) for h in data.handles), actor=DEMO_ACTOR, now=now,
+        writes=writes,
     )
     return {"enterprises": added_enterprises, "prefixes": added_prefixes, "handles": changed}

@@ -18,12 +18,13 @@ from typing import Any
 import platformdirs
 
 from protocol.errors import HandleSyntaxError
-from protocol.handle import parse_prefix
+from protocol.handle import parse_handle, parse_prefix
 
 ENV_PREFIX = "IDNODE_"
 ROLES = ("secondary", "enterprise", "recursive", "top-level")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+PLAIN_CREDENTIALS = ("loopback", "allow", "refuse")
 
 
 class SettingsError(Exception):
@@ -112,6 +113,10 @@ def _path(value: Any) -> Path:
     return Path(s).expanduser()
 
 
+def _optional_path(value: Any) -> Path | None:
+    return None if value in (None, "") else _path(value)
+
+
 def _database_url(value: Any) -> str | None:
     s = _optional_str(value)
     if s is not None and not s.startswith(("postgresql://", "postgres://")):
@@ -142,6 +147,31 @@ def _prefixes(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _admins(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out = []
+    for item in items:
+        a = _str(item).strip()
+        if not a:
+            continue
+        index, colon, handle = a.partition(":")
+        if not colon or not index.isdigit() or int(index) > 0xFFFFFFFF:
+            raise ValueError(f"has an admin {a!r} that is not INDEX:HANDLE (e.g. 300:88.118/ADMIN)")
+        try:
+            parse_handle(handle.strip())
+        except HandleSyntaxError as exc:
+            raise ValueError(f"has an admin {a!r} with an invalid handle: {exc}") from None
+        out.append(f"{int(index)}:{handle.strip()}")
+    return tuple(out)
+
+
+def _iterations(value: Any) -> int:
+    n = _int(value)
+    if not 1_000 <= n <= 5_000_000:
+        raise ValueError("must be between 1000 and 5000000")
+    return n
+
+
 def _setting(parse: Callable[[Any], Any], doc: str, default: Any = None, **kw: Any) -> Any:
     meta = {"parse": parse, "doc": doc}
     if "default_factory" in kw:
@@ -168,6 +198,56 @@ class Settings:
     bind: str = _setting(_bind, "Listen address for every front.", "127.0.0.1")
     handle_port: int = _setting(_port, "Native Handle protocol port (UDP and TCP).", 2641)
     http_port: int = _setting(_port, "HTTP API port.", 8000)
+    http_max_body_bytes: int = _setting(
+        _positive_int, "Largest HTTP request body accepted; larger ones get 413.", 1_048_576
+    )
+    http_plain_credentials: str = _setting(
+        _choice(PLAIN_CREDENTIALS),
+        "Credentials (Basic secrets) over plain HTTP: loopback = only from loopback peers "
+        "(e.g. a TLS proxy on this host), allow = from anywhere, refuse = never.",
+        "loopback",
+    )
+    http_auth_max_failures: int = _setting(
+        _positive_int,
+        "Failed authentications one client address may make per window before it gets 429.",
+        10,
+    )
+    http_auth_failure_window_s: float = _setting(
+        _positive_float, "Window for counting failed authentications, in seconds.", 60.0
+    )
+    http_sessions_max: int = _setting(
+        _positive_int,
+        "Challenge-response sessions (POST /api/sessions) kept at once; when full, the oldest "
+        "unauthenticated one is dropped, and creation gets 503 while all are authenticated.",
+        10_000,
+    )
+    http_session_idle_timeout_s: float = _setting(
+        _positive_float, "A session unused for this long expires, in seconds.", 1800.0
+    )
+    tls_cert_file: Path | None = _setting(
+        _optional_path,
+        "PEM certificate (chain) of the HTTP API. With tls_key_file, the HTTP port serves "
+        "HTTPS (TLS 1.2 or later) instead of plain HTTP.",
+    )
+    tls_key_file: Path | None = _setting(
+        _optional_path, "PEM private key (unencrypted) of tls_cert_file."
+    )
+    tls_client_ca_file: Path | None = _setting(
+        _optional_path,
+        "PEM CA certificate(s). Set: HTTPS asks for (does not require) client certificates "
+        "signed by them, for Authorization: Handle clientCert=\"true\".",
+    )
+    server_admins: tuple[str, ...] = _setting(
+        _admins,
+        "Comma-separated INDEX:HANDLE admins holding every permission on every handle "
+        "(e.g. 300:88.118/ADMIN); their HS_SECKEY must be in this node's registry.",
+        (),
+    )
+    secret_hash_iterations: int = _setting(
+        _iterations,
+        "PBKDF2-HMAC-SHA256 iterations for newly stored HS_SECKEY secrets (1000-5000000).",
+        600_000,
+    )
     admin_port: int = _setting(_port, "Health and metrics port (/healthz, /readyz, /metrics).", 9100)
     role: str = _setting(_choice(ROLES), f"Node role: {', '.join(ROLES)}.", "secondary")
     prefixes: tuple[str, ...] = _setting(
@@ -184,7 +264,7 @@ class Settings:
         _positive_int, "HS_SITE serial number; raise it when the site's servers or keys change.", 1
     )
     site_key_file: Path | None = _setting(
-        lambda v: None if v in (None, "") else _path(v),
+        _optional_path,
         "PEM private key of this site (its HS_SITE public key). Default: <data_dir>/site_key.pem, "
         "created on first start.",
     )
@@ -226,6 +306,10 @@ class Settings:
     def check(self) -> None:
         if self.site_serial > 0xFFFE:  # u16 on the wire; 0xFFFF means "unknown"
             raise SettingsError(f"site_serial ({self.site_serial}) must be at most 65534")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise SettingsError("tls_cert_file and tls_key_file must be set together (HTTPS needs both)")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise SettingsError("tls_client_ca_file needs tls_cert_file and tls_key_file (client certificates need HTTPS)")
         if self.db_pool_min > self.db_pool_max:
             raise SettingsError(
                 f"db_pool_min ({self.db_pool_min}) must not exceed db_pool_max ({self.db_pool_max})"

@@ -72,7 +72,9 @@ def build_site_info(
         Interface(InterfaceType.QUERY, InterfaceProtocol.UDP, handle_port),
     ]
     if http_port is not None:
-        interfaces.append(Interface(InterfaceType.BOTH, InterfaceProtocol.HTTP, http_port))
+        # The HTTP port speaks TLS only when it is configured (node.tls): say which.
+        http = InterfaceProtocol.HTTPS if settings.tls_cert_file is not None else InterfaceProtocol.HTTP
+        interfaces.append(Interface(InterfaceType.BOTH, http, http_port))
     server = ServerInfo.for_address(SERVER_ID, settings.advertised_address, public_key, interfaces)
     return SiteInfo(serial=settings.site_serial, servers=(server,))
 

@@ -1,0 +1,44 @@
+"""Authentication (who is asking) and authorization (the HS_ADMIN model) for the fronts.
+
+- ``secrets``: the hashed form HS_SECKEY values are stored in.
+- ``identity``: Identity, AuthContext and the AuthError family.
+- ``chain``: the pluggable chain of schemes, the plain-HTTP policy, the failure limiter.
+- ``basic``: HTTP Basic with ``index:handle`` users; ``verifier`` checks the secret.
+- ``handleauth``: the ``Authorization: Handle`` header; ``sessions``: the session store;
+  ``challenge``: session use and challenge answers (HS_PUBKEY; ``pubkey`` verifies);
+  ``clientcert``: TLS client certificates naming an admin.
+- ``permissions`` / ``authorizer``: which HS_ADMIN bits a change needs, who holds them.
+"""
+
+from .authorizer import Authorizer, Denied, parse_admin_list
+from .basic import BasicScheme
+from .chain import PLAIN_CREDENTIAL_POLICIES, AuthChain, AuthScheme
+from .challenge import ChallengeVerifier, SessionScheme
+from .clientcert import PEERCERT_DER, ClientCertScheme
+from .identity import AuthContext, AuthenticationRequired, AuthError, Identity
+from .ratelimit import FailureLimiter
+from .sessions import Session, SessionLimitReached, SessionStore
+from .verifier import SecretKeyVerifier
+
+__all__ = [
+    "PEERCERT_DER",
+    "PLAIN_CREDENTIAL_POLICIES",
+    "AuthChain",
+    "AuthContext",
+    "AuthError",
+    "AuthScheme",
+    "AuthenticationRequired",
+    "Authorizer",
+    "BasicScheme",
+    "ChallengeVerifier",
+    "ClientCertScheme",
+    "Denied",
+    "FailureLimiter",
+    "Identity",
+    "SecretKeyVerifier",
+    "Session",
+    "SessionLimitReached",
+    "SessionScheme",
+    "SessionStore",
+    "parse_admin_list",
+]

@@ -1,0 +1,147 @@
+"""Session authentication: ``Authorization: Handle sessionId=...`` and challenge answers.
+
+The answer, as the reference checks it (``StandardHandleAuthenticator`` +
+``verifyPublicKeyIdentityViaResolver``) and its Python/JS clients compute it::
+
+    signature = Sign_<alg>(private key, nonce_bytes || cnonce_bytes)
+
+where ``nonce_bytes`` is the session's nonce (sent base64 in the session reply) and
+``cnonce_bytes`` the base64-decoded ``cnonce`` the client picked; ``signature`` travels
+base64. ``type`` is HS_PUBKEY; ``id`` is ``index:handle`` (index 0: any HS_PUBKEY value
+of the handle, the one that verifies becomes the identity's index, as the reference).
+
+HS_SECKEY answers are refused with 403. Every form the reference accepts for them needs
+the clear secret: alg SHA1/SHA256 is a hash of ``key || nonce || cnonce || key``
+(``Util.doMac``), HMAC-SHA1/256 is keyed with the secret, and PBKDF2-HMAC-SHA1 derives
+the MAC key from the secret with a salt and iteration count the *client* chooses
+(``doPbkdf2HmacSHA1`` with random salt, 10,000 iterations). This node keeps secrets only
+as PBKDF2-HMAC-SHA256 hashes (``secrets.py``), so it can check none of them. A scheme
+where the client MACs with our stored derived key would make that stored hash a
+password-equivalent (a database leak would then log anyone in) and no Handle.Net
+client speaks it. Secret-key holders get a session another way: ``POST /api/sessions``
+with HTTP Basic creates it authenticated (the reference's session servlet does the same).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from protocol.errors import ProtocolError
+from protocol.handle import normalise
+from registry.store import Registry
+
+from .handleauth import (
+    MAX_CNONCE_BYTES,
+    MAX_SIGNATURE_BYTES,
+    HandleAuthorization,
+    decode_b64,
+    is_handle_header,
+    parse_admin_id,
+    parse_handle_authorization,
+)
+from .identity import (
+    AuthContext,
+    CredentialsRejected,
+    Identity,
+    MalformedCredentials,
+    MethodRefused,
+    SessionUnknown,
+)
+from .pubkey import hash_for_alg, load_public_key, verify_signature
+from .sessions import SessionStore
+
+PUBKEY_TYPE = "HS_PUBKEY"
+SECKEY_TYPE = "HS_SECKEY"
+SECKEY_REFUSED = (
+    "HS_SECKEY challenge answers cannot be checked by this node: it stores secret keys "
+    "only as PBKDF2 hashes, and every HS_SECKEY answer form needs the clear secret. "
+    "Authenticate the session with HS_PUBKEY, or create it already authenticated: "
+    "POST /api/sessions with HTTP Basic credentials (index:handle and the secret)"
+)
+
+
+def is_pubkey(value_type: str) -> bool:
+    return value_type.upper() == PUBKEY_TYPE
+
+
+class ChallengeVerifier:
+    """Checks one challenge answer against the admin's HS_PUBKEY values in this node's
+    registry (a remote admin would need the reference's VERIFY_RESPONSE round trip)."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    async def verify(self, nonce: bytes, auth: HandleAuthorization) -> Identity:
+        missing = auth.missing_answer_fields()
+        if missing:
+            raise MalformedCredentials(f"challenge answer lacks {', '.join(missing)}")
+        kind = (auth.get("type") or "").upper()
+        if kind == SECKEY_TYPE:
+            raise MethodRefused(SECKEY_REFUSED, "seckey_unsupported")
+        if kind != PUBKEY_TYPE:
+            raise MalformedCredentials(f"challenge answer type {kind[:32]!r} is not HS_PUBKEY")
+        alg = hash_for_alg(auth.get("alg") or "")
+        if alg is None:
+            raise MalformedCredentials("challenge answer alg must be SHA256 or SHA1")
+        cnonce = decode_b64(auth.get("cnonce") or "", "cnonce", MAX_CNONCE_BYTES)
+        signature = decode_b64(auth.get("signature") or "", "signature", MAX_SIGNATURE_BYTES)
+        index, handle = parse_admin_id(auth.get("id") or "")
+        failure = f"authentication failed for {index}:{handle}"
+        record = await self.registry.get_handle(normalise(handle))
+        if record is None:
+            raise CredentialsRejected(failure, "unknown_admin")
+        keys = sorted(
+            (v for v in record.values if is_pubkey(v.type) and index in (0, v.index)),
+            key=lambda v: v.index,
+        )
+        if not keys:
+            raise CredentialsRejected(failure, "no_public_key")
+        message = nonce + cnonce
+        for value in keys:
+            try:
+                key = load_public_key(value.data)
+            except ProtocolError:
+                continue  # an unreadable value proves nothing; another may still verify
+            if verify_signature(key, alg, message, signature):
+                return Identity(record.handle, value.index, "session")
+        raise CredentialsRejected(failure, "bad_signature")
+
+
+class SessionScheme:
+    """Claims every ``Authorization: Handle`` header except ``clientCert="true"``."""
+
+    name = "session"
+    sends_secret = True  # the session id is a bearer credential: the transport policy applies
+
+    def __init__(self, store: SessionStore, verifier: ChallengeVerifier, *, monotonic: Callable[[], float]):
+        self.store = store
+        self.verifier = verifier
+        self.monotonic = monotonic
+
+    def claims(self, ctx: AuthContext) -> bool:
+        header = ctx.authorization
+        if not is_handle_header(header):
+            return False
+        assert header is not None
+        try:
+            return not parse_handle_authorization(header).client_cert
+        except MalformedCredentials:
+            return True  # ours to reject, with the parse error
+
+    async def authenticate(self, ctx: AuthContext) -> Identity | None:
+        assert ctx.authorization is not None
+        auth = parse_handle_authorization(ctx.authorization)
+        if auth.version not in (None, "0"):
+            raise MalformedCredentials("unknown version in Authorization: Handle (expected 0)")
+        if not auth.session_id:
+            raise MalformedCredentials(
+                "Authorization: Handle needs sessionId=... (POST /api/sessions creates one)"
+            )
+        session = self.store.get(auth.session_id, self.monotonic())
+        if session is None:
+            raise SessionUnknown("unknown or expired session; POST /api/sessions for a new one")
+        if not auth.authenticating:
+            return session.identity
+        identity = await self.verifier.verify(session.nonce, auth)
+        self.store.authenticate(session, identity, self.monotonic())
+        return identity

@@ -1,0 +1,112 @@
+"""HS_SECKEY secrets at rest: salted PBKDF2 hashes, never the clear secret.
+
+Why our own form: the reference (Handle.Net 9, ``HandleServer.verifyChallenge``) keeps
+HS_SECKEY data in clear and passes it as the *key* of ``Util.doMac``; its PBKDF2 form
+(hash type 0x22 + salt + iterations + key length + MAC, ``Util.constructPbkdf2Encoding``)
+is the challenge *response* a client computes with a salt it picks, not a storage form.
+So there is no Handle v9 hashed-secret storage format to follow, and we store:
+
+    u8   0x00        marker: no text secret starts with NUL, so a stored hash is never
+                     mistaken for a clear secret (and a copied hash stays a hash)
+    u8   0x01        version: PBKDF2-HMAC-SHA256
+    u32  iterations  big-endian, 1 .. MAX_ITERATIONS
+    u32  salt length + salt bytes   (16 random bytes)
+    u32  key length  + derived key  (32 bytes)
+
+The secret is hashed as the exact bytes the value held (UTF-8 of a "string" value, the
+decoded bytes of a "base64"/"hex" one), which is what an HTTP Basic password carries.
+Consequence (documented in README): a node cannot answer the native HS_SECKEY
+challenge-response for hashed secrets, since that MAC needs the clear key.
+
+Pure functions, no I/O; callers run them in a thread (hashlib releases the GIL).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import struct
+from dataclasses import dataclass
+
+MARKER = 0x00
+VERSION_PBKDF2_SHA256 = 0x01
+SALT_BYTES = 16
+KEY_BYTES = 32
+# OWASP (2023) guidance for PBKDF2-HMAC-SHA256; the setting can raise it.
+DEFAULT_ITERATIONS = 600_000
+MIN_ITERATIONS = 1_000
+# A stored hash is data an admin can write: bound the work one verification may cost.
+MAX_ITERATIONS = 5_000_000
+
+_U32 = struct.Struct(">I")
+
+
+class SecretFormatError(ValueError):
+    """Data claims to be a hashed secret but is not a valid one."""
+
+
+@dataclass(frozen=True, slots=True)
+class HashedSecret:
+    iterations: int
+    salt: bytes
+    key: bytes
+
+    def to_bytes(self) -> bytes:
+        return (
+            bytes((MARKER, VERSION_PBKDF2_SHA256))
+            + _U32.pack(self.iterations)
+            + _U32.pack(len(self.salt)) + self.salt
+            + _U32.pack(len(self.key)) + self.key
+        )
+
+
+def looks_hashed(data: bytes) -> bool:
+    """True when ``data`` starts like a stored hash (it may still be malformed)."""
+    return len(data) >= 2 and data[0] == MARKER and data[1] == VERSION_PBKDF2_SHA256
+
+
+def parse_hashed(data: bytes) -> HashedSecret:
+    if not looks_hashed(data):
+        raise SecretFormatError("not a hashed secret (expected 0x00 0x01 header)")
+    try:
+        pos = 2
+        (iterations,) = _U32.unpack_from(data, pos)
+        pos += 4
+        (salt_len,) = _U32.unpack_from(data, pos)
+        pos += 4
+        salt = data[pos : pos + salt_len]
+        pos += salt_len
+        (key_len,) = _U32.unpack_from(data, pos)
+        pos += 4
+        key = data[pos : pos + key_len]
+        pos += key_len
+    except struct.error:
+        raise SecretFormatError("hashed secret is truncated") from None
+    if pos != len(data) or len(salt) != salt_len or len(key) != key_len:
+        raise SecretFormatError("hashed secret has wrong field lengths")
+    if not 1 <= iterations <= MAX_ITERATIONS:
+        raise SecretFormatError(f"hashed secret iterations {iterations} outside 1..{MAX_ITERATIONS}")
+    if not 8 <= salt_len <= 64 or not 16 <= key_len <= 64:
+        raise SecretFormatError("hashed secret salt must be 8-64 bytes and key 16-64 bytes")
+    return HashedSecret(iterations, bytes(salt), bytes(key))
+
+
+def hash_secret(secret: bytes, iterations: int = DEFAULT_ITERATIONS, *, salt: bytes | None = None) -> bytes:
+    """The stored form of ``secret`` with a fresh random salt."""
+    if not secret:
+        raise ValueError("secret is empty")
+    salt = os.urandom(SALT_BYTES) if salt is None else salt
+    key = hashlib.pbkdf2_hmac("sha256", secret, salt, iterations, KEY_BYTES)
+    return HashedSecret(iterations, salt, key).to_bytes()
+
+
+def verify_secret(secret: bytes, stored: bytes) -> bool:
+    """Does ``secret`` match the stored hash? Constant-time compare; a malformed or
+    clear-text ``stored`` value never matches (clear secrets are not accepted)."""
+    try:
+        parsed = parse_hashed(stored)
+    except SecretFormatError:
+        return False
+    key = hashlib.pbkdf2_hmac("sha256", secret, parsed.salt, parsed.iterations, len(parsed.key))
+    return hmac.compare_digest(key, parsed.key)

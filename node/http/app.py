@@ -1,0 +1,96 @@
+"""The HTTP front's aiohttp application: routes, error and CORS middleware, metrics.
+
+``http_app`` takes the services and any number of ``extensions``; each may add routes
+(sessions, the browser proxy page ``/{handle}``) or middlewares before the router is
+frozen, so later fronts extend the app without editing this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import asyncpg
+from aiohttp import web
+
+from protocol.codes import ResponseCode as RC
+from registry.errors import DatabaseUnavailable
+
+from .errors import ApiError
+from .handles import delete_handle, get_handle, put_handle
+from .listing import list_handles, list_prefixes
+from .openapi import openapi_bytes
+from .reply import CORS_HEADERS, PREFLIGHT_HEADERS, RC_KEY, Style, error_reply
+from .services import SERVICES_KEY, HttpServices
+
+log = logging.getLogger("idnode.http")
+
+Extension = Callable[[web.Application], None]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+API = "/api/"
+# Failures of the registry that a retry may cure: RC 3 "server too busy" -> 503.
+_UNAVAILABLE = (DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                asyncpg.QueryCanceledError, OSError, asyncio.TimeoutError)  # fmt: skip
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """JSON errors, CORS headers and metrics for every ``/api/`` request."""
+    if not request.path.startswith(API):
+        return await handler(request)
+    svc = request.app[SERVICES_KEY]
+    started = time.perf_counter()
+    route = request.match_info.route.name or "unknown"
+    try:
+        resp = await handler(request)
+    except ApiError as err:
+        resp = error_reply(err, Style.of(request))
+    except web.HTTPException as exc:  # the router's 404 / 405
+        allow = exc.headers.get("Allow", "")
+        status, headers = exc.status, {"Allow": allow} if allow else None
+        if status == 405 and {m.strip() for m in allow.split(",")} <= {"OPTIONS"}:
+            status, headers = 404, None  # only the CORS catch-all matched: no such endpoint
+        unknown = ApiError(RC.PROTOCOL_ERROR, f"unknown HTTP API endpoint {request.method} {request.path}",
+                           status=status, headers=headers)  # fmt: skip
+        resp = error_reply(unknown, Style.of(request))
+    except _UNAVAILABLE as exc:
+        log.warning("http %s: registry unavailable: %s", route, type(exc).__name__)
+        svc.metrics.registry_errors.labels(f"http_{route}").inc()
+        resp = error_reply(ApiError(RC.SERVER_TOO_BUSY, "the registry is unavailable; retry later"))
+    except Exception:
+        log.exception("http %s request failed", route)
+        svc.metrics.registry_errors.labels(f"http_{route}").inc()
+        resp = error_reply(ApiError(RC.ERROR, "internal server error"))
+    resp.headers.update(CORS_HEADERS)
+    svc.metrics.requests.labels("http", route, str(resp.get(RC_KEY, resp.status))).inc()
+    svc.metrics.latency.labels("http", route).observe(time.perf_counter() - started)
+    return resp
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight: browsers ask before a PUT/DELETE or a request with Authorization."""
+    return web.Response(status=204, headers=PREFLIGHT_HEADERS)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=openapi_bytes(), content_type="application/json")
+
+
+def http_app(services: HttpServices, *, extensions: Sequence[Extension] = ()) -> web.Application:
+    app = web.Application(
+        client_max_size=services.settings.http_max_body_bytes, middlewares=[api_middleware]
+    )
+    app[SERVICES_KEY] = services
+    r = app.router
+    r.add_get("/api/openapi.json", openapi, name="openapi")
+    r.add_get("/api/prefixes", list_prefixes, name="list_prefixes")
+    r.add_get("/api/handles", list_handles, name="list_handles")
+    r.add_get("/api/handles/{handle:.+}", get_handle, name="resolution")
+    r.add_put("/api/handles/{handle:.+}", put_handle, name="put")
+    r.add_delete("/api/handles/{handle:.+}", delete_handle, name="delete")
+    r.add_route("OPTIONS", "/api/{tail:.*}", preflight, name="preflight")
+    for extend in extensions:
+        extend(app)
+    return app

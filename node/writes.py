@@ -1,0 +1,213 @@
+"""The write service: every handle write (CLI, HTTP, demo seed) goes through here.
+
+It validates what the registry does not know about (HS_SECKEY rules, record size after
+a partial update), replaces clear HS_SECKEY secrets with salted hashes
+(``node.auth.secrets``), lets the caller authorize against exactly the record that
+would be stored, and then calls ``Registry.put_handle`` / ``delete_handle``, which
+commit the change and its history row in one transaction before returning.
+
+HS_SECKEY rules (README "HTTP API"): a secret value is never publicly readable or
+writable: the public bits are cleared on write (the reference's own tools write
+"1100"); an empty secret is refused; data already in the hashed form (a record copied
+with ``handle get`` / ``handle put``) is kept as it is. A re-sent clear secret that
+matches the stored hash keeps the stored hash, so retrying a write is idempotent.
+
+Writes to one handle are serialized inside this process, and the registry refuses a
+write whose handle changed since it was authorized (``expected_version``), so the
+record a caller authorizes against is the record the write replaces, across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import datetime
+
+from protocol.codes import Permission
+from protocol.errors import ValueFormatError
+from protocol.handle import Handle
+from protocol.jsonvalues import MAX_VALUES_PER_HANDLE
+from protocol.values import HandleValue
+from registry.errors import NotFound
+from registry.store import PutResult, Record, Registry
+
+from .auth.secrets import (
+    DEFAULT_ITERATIONS,
+    SecretFormatError,
+    hash_secret,
+    looks_hashed,
+    parse_hashed,
+    verify_secret,
+)
+from .auth.verifier import is_seckey
+from .metrics import NodeMetrics
+
+log = logging.getLogger("idnode.writes")
+
+PutCheck = Callable[[Record | None, tuple[HandleValue, ...]], Awaitable[None]]
+DeleteCheck = Callable[[Record], Awaitable[None]]
+
+class ValuesMissing(NotFound):
+    """The handle exists but lacks a value index the request names (RC 200)."""
+
+
+_PUBLIC_BITS = Permission.PUBLIC_READ | Permission.PUBLIC_WRITE
+
+
+def protect_secret(value: HandleValue) -> HandleValue:
+    """Apply the HS_SECKEY rules to one incoming value (others pass unchanged)."""
+    if not is_seckey(value):
+        return value
+    if not value.data:
+        raise ValueFormatError(f"value {value.index}: HS_SECKEY secret is empty")
+    if looks_hashed(value.data):
+        try:
+            parse_hashed(value.data)
+        except SecretFormatError as exc:
+            raise ValueFormatError(f"value {value.index}: {exc}") from None
+    return replace(value, permissions=value.permissions & ~_PUBLIC_BITS)
+
+
+def merged_record(
+    existing: Record | None, values: Sequence[HandleValue], only_indexes: frozenset[int] | None
+) -> tuple[HandleValue, ...]:
+    """The record as ``Registry.put_handle`` will store it (timestamps aside)."""
+    if existing is None or only_indexes is None:
+        out = list(values)
+    else:
+        out = [v for v in existing.values if v.index not in only_indexes]
+        out += [v for v in values if v.index in only_indexes]
+    return tuple(sorted(out, key=lambda v: v.index))
+
+
+class _KeyedLocks:
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class WriteService:
+    def __init__(
+        self,
+        registry: Registry,
+        metrics: NodeMetrics | None = None,
+        *,
+        secret_iterations: int = DEFAULT_ITERATIONS,
+    ):
+        self.registry = registry
+        self.metrics = metrics
+        self.secret_iterations = secret_iterations
+        self._locks = _KeyedLocks()
+
+    async def put(
+        self,
+        handle: Handle,
+        values: Sequence[HandleValue],
+        *,
+        actor: str,
+        now: datetime,
+        source: str,
+        overwrite: bool = True,
+        only_indexes: frozenset[int] | None = None,
+        keep_timestamps: bool = False,
+        authorize: PutCheck | None = None,
+    ) -> PutResult:
+        """Create or change a handle. ``only_indexes``: add/replace just these indexes
+        of an existing handle (NotFound when it does not exist, as the reference's
+        ADD_VALUE). ``authorize`` sees the current record and the whole record to be
+        stored, and raises to refuse."""
+        incoming = [protect_secret(v) for v in values]
+        seen: set[int] = set()
+        for v in incoming:
+            if v.index in seen:
+                raise ValueFormatError(f"value {v.index}: index {v.index} appears more than once")
+            seen.add(v.index)
+        async with self._locks.hold(handle.key):
+            existing = await self.registry.get_handle(handle.key)
+            if only_indexes is not None and existing is None:
+                raise NotFound(f"handle {handle.text} does not exist (index= only changes existing handles)")
+            merged = merged_record(existing, incoming, only_indexes)
+            if len(merged) > MAX_VALUES_PER_HANDLE:
+                raise ValueFormatError(
+                    f"the record would hold {len(merged)} values, over the limit of {MAX_VALUES_PER_HANDLE}"
+                )
+            if authorize is not None:
+                await authorize(existing, merged)  # before any hashing: refusals are cheap
+            prepared = await self._hash_secrets(incoming, existing)
+            # The version the permissions were checked against: a writer in another
+            # process that got in between makes this a Conflict, not a silent bypass.
+            result = await self.registry.put_handle(
+                handle, prepared, actor=actor, now=now, overwrite=overwrite,
+                only_indexes=only_indexes, keep_timestamps=keep_timestamps,
+                expected_version=existing.version if existing is not None else 0,
+            )
+        if result.changed:
+            action = "create" if result.created else "modify"
+            if self.metrics is not None:
+                self.metrics.writes.labels(action, source).inc()
+            log.info("%s %s by %s (version %d)", action, result.record.handle, actor, result.record.version)
+        return result
+
+    async def delete(
+        self,
+        handle: Handle,
+        *,
+        actor: str,
+        now: datetime,
+        source: str,
+        indexes: frozenset[int] | None = None,
+        authorize: DeleteCheck | None = None,
+    ) -> Record | None:
+        """Delete the handle, or only the given indexes (returns the new record then)."""
+        async with self._locks.hold(handle.key):
+            existing = await self.registry.get_handle(handle.key)
+            if existing is None:
+                raise NotFound(f"handle {handle.text} does not exist")
+            if authorize is not None:
+                await authorize(existing)
+            missing = (indexes or frozenset()) - {v.index for v in existing.values}
+            if missing:
+                raise ValuesMissing(f"handle {existing.handle} has no value at index {min(missing)}")
+            record = await self.registry.delete_handle(
+                handle, actor=actor, now=now, indexes=indexes, expected_version=existing.version
+            )
+        action = "delete" if indexes is None else "modify"
+        if self.metrics is not None:
+            self.metrics.writes.labels(action, source).inc()
+        log.info("%s %s by %s", "delete" if indexes is None else "remove values of", handle.text, actor)
+        return record
+
+    async def _hash_secrets(
+        self, values: Sequence[HandleValue], existing: Record | None
+    ) -> list[HandleValue]:
+        stored = {v.index: v for v in existing.values} if existing is not None else {}
+        out = []
+        for value in values:
+            if is_seckey(value) and not looks_hashed(value.data):
+                old = stored.get(value.index)
+                if (
+                    old is not None and is_seckey(old) and looks_hashed(old.data)
+                    and await asyncio.to_thread(verify_secret, value.data, old.data)
+                ):
+                    value = replace(value, data=old.data)  # same secret: keep its hash
+                else:
+                    digest = await asyncio.to_thread(hash_secret, value.data, self.secret_iterations)
+                    value = replace(value, data=digest)
+            out.append(value)
+        return out

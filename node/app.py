@@ -39,6 +39,7 @@ from .native import NativeServer
 from .resolver import Resolver, ServedPrefixes
 from .seed import seed_demo
 from .settings import Settings
+from .signing import RecordSigner, build_signer
 from .site import Site
 from .tls import server_ssl_context
 from .writes import WriteService
@@ -70,6 +71,7 @@ class Node:
         self.site: Site | None = None
         self.native: NativeServer | None = None
         self.writes: WriteService | None = None
+        self.signer: RecordSigner | None = None
         self.http_port: int | None = None
         self.http: HttpServices | None = None
         self.sessions: SessionStore | None = None  # REST challenge-response sessions
@@ -85,8 +87,14 @@ class Node:
         try:
             self.db = await self._stack.enter_async_context(node_database(s))
             self.resolver = Resolver(self.db.registry, ServedPrefixes(s.prefixes))
+            if s.sign_records:
+                # Key files are decrypted once here (blocking), never per write.
+                signer = await asyncio.to_thread(build_signer, s, int(self.clock()))
+                self.signer = signer
+                self.resolver.prefix_certs = lambda p: signer.cert_values(p, int(self.clock()))
             self.writes = WriteService(
-                self.db.registry, self.metrics, secret_iterations=s.secret_hash_iterations
+                self.db.registry, self.metrics, secret_iterations=s.secret_hash_iterations,
+                signer=self.signer,
             )
             if s.demo:
                 counts = await seed_demo(self.db.registry, self.now(), writes=self.writes)

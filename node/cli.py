@@ -25,9 +25,11 @@ from registry.store import PREFIX_STATUS
 
 from . import __version__
 from .database import Database, cli_database
+from .keys import KeyStoreError
 from .logs import setup_logging
 from .loop import install_fast_loop
 from .settings import Settings, SettingsError, load_settings, settings_markdown
+from .signing import build_signer
 from .writes import WriteService
 
 EXIT_ERROR = 1
@@ -54,7 +56,9 @@ def _actor() -> str:
 
 
 def _writes(settings: Settings, db: Database) -> WriteService:
-    return WriteService(db.registry, secret_iterations=settings.secret_hash_iterations)
+    # CLI writes are signed like the node's own (same key store, node.signing).
+    signer = build_signer(settings, int(_now().timestamp())) if settings.sign_records else None
+    return WriteService(db.registry, secret_iterations=settings.secret_hash_iterations, signer=signer)
 
 
 def _print_json(obj: Any) -> None:
@@ -342,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--type", action="append", help="value type to ask for (repeatable; 'URL.' matches subtypes)")
     p.add_argument("--timeout", type=float, default=5.0, help="overall deadline in seconds")
 
+    from .cli_sign import add_commands
+
+    add_commands(sub, command, _server)
     p = command("settings", cmd_settings, "print the effective settings", sub)
     p.add_argument("--markdown", action="store_true", help="print the settings reference table")
     return parser
@@ -369,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except SettingsError as exc:  # found at start, e.g. unreadable TLS files (node.tls)
         _fail(str(exc), EXIT_USAGE)
-    except (UserError, RegistryError, ProtocolError) as exc:
+    except (UserError, RegistryError, ProtocolError, KeyStoreError) as exc:
         _fail(str(exc))
 
 

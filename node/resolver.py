@@ -6,7 +6,7 @@ its own wire form (Handle response codes, HTTP statuses) in one place.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -94,6 +94,8 @@ class Resolver:
         self.registry = registry
         self.served = served
         self.site = site  # set once the fronts are bound and the site's ports known
+        # HS_CERT values for a synthesized 0.NA/<prefix> record (node.signing), if signing.
+        self.prefix_certs: Callable[[str], tuple[HandleValue, ...]] | None = None
 
     async def refresh_prefixes(self) -> None:
         rows = await self.registry.list_prefixes()
@@ -143,7 +145,10 @@ class Resolver:
         served, registered = self.served.exact(prefix)
         if not served or self.site is None:
             return None
-        return self.site.prefix_record(prefix, owned=registered)
+        values = self.site.prefix_record(prefix, owned=registered)
+        if self.prefix_certs is not None:
+            values += self.prefix_certs(prefix)
+        return values
 
     async def _referral(self, handle: Handle, refer: bool) -> PrefixReferral | None:
         if not refer:

@@ -25,6 +25,7 @@ ROLES = ("secondary", "enterprise", "recursive", "top-level")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PLAIN_CREDENTIALS = ("loopback", "allow", "refuse")
+SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
 
 
 class SettingsError(Exception):
@@ -83,6 +84,15 @@ def _str(value: Any) -> str:
 def _optional_str(value: Any) -> str | None:
     s = _str(value).strip()
     return s or None
+
+
+def _alg(value: Any) -> str:
+    """JOSE algorithm names are case-sensitive (EdDSA); accept any case, return the name."""
+    names = {a.lower(): a for a in SIGNING_ALGS}
+    s = _str(value).strip().lower()
+    if s not in names:
+        raise ValueError(f"is not one of {', '.join(SIGNING_ALGS)}")
+    return names[s]
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
@@ -288,6 +298,36 @@ class Settings:
         _positive_float, "Time allowed for in-flight requests at shutdown, in seconds.", 10.0
     )
     demo: bool = _setting(_bool, "Seed the demo textile and elevator data at start.", False)
+    sign_records: bool = _setting(
+        _bool,
+        "Sign every record this node writes (HS_SIGNATURE, GUIDE section 4) and publish the "
+        "signing certificates in 0.NA/<node prefix>.",
+        True,
+    )
+    signing_alg: str = _setting(
+        _alg,
+        "Algorithm of a newly generated record-signing key: ES256, RS256 (what Handle.Net 9 "
+        "clients verify) or EdDSA. An existing key keeps its algorithm.",
+        "ES256",
+    )
+    signature_lifetime_s: int = _setting(
+        _positive_int, "Validity of a record signature, in seconds (certificates: twice this).", 63_072_000
+    )
+    key_passphrase_file: Path | None = _setting(
+        _optional_path,
+        "File (mode 0600) holding the passphrase of the signing keys; or set IDNODE_KEY_PASSPHRASE. "
+        "Neither: a random one in <data_dir>/keys.passphrase (embedded default only).",
+    )
+    signing_cert_file: Path | None = _setting(
+        _optional_path,
+        "HS_CERT token for this node's current signing key issued by the top-level node. "
+        "Unset: a self-signed root key in <data_dir>/keys certifies it.",
+    )
+    trust_root_file: Path | None = _setting(
+        _optional_path,
+        "PEM public key of the trust root idnode verify uses by default (with signing_cert_file: "
+        "the top-level node's key). Unset: the embedded root key.",
+    )
 
     @property
     def embedded(self) -> bool:

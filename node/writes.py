@@ -15,6 +15,14 @@ matches the stored hash keeps the stored hash, so retrying a write is idempotent
 Writes to one handle are serialized inside this process, and the registry refuses a
 write whose handle changed since it was authorized (``expected_version``), so the
 record a caller authorizes against is the record the write replaces, across processes.
+
+Signing (GUIDE §4, ``node.signing``): with a signer, the service computes the whole
+record to be stored, adds a fresh HS_SIGNATURE (``protocol.recordsig.with_signature``)
+and hands the full signed record to the registry, so values and signature commit in one
+transaction. Signing before the registry stamps timestamps is sound: digests skip the
+index and timestamp. A re-sent record whose values (timestamps aside) equal the stored
+ones keeps the stored signature, so it stays "unchanged" rather than counting as a change
+because the new signature's ``iat`` differs. Removing values re-signs what remains.
 """
 
 from __future__ import annotations
@@ -25,11 +33,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from protocol.codes import Permission
-from protocol.errors import ValueFormatError
+from protocol.errors import LocalProtocolError, ValueFormatError
 from protocol.handle import Handle
 from protocol.jsonvalues import MAX_VALUES_PER_HANDLE
+from protocol.recordsig import is_signature, needs_cover
 from protocol.values import HandleValue
 from registry.errors import NotFound
 from registry.store import PutResult, Record, Registry
@@ -44,6 +54,9 @@ from .auth.secrets import (
 )
 from .auth.verifier import is_seckey
 from .metrics import NodeMetrics
+
+if TYPE_CHECKING:
+    from .signing import RecordSigner
 
 log = logging.getLogger("idnode.writes")
 
@@ -83,6 +96,12 @@ def merged_record(
     return tuple(sorted(out, key=lambda v: v.index))
 
 
+def _same_values(a: Sequence[HandleValue], b: Sequence[HandleValue]) -> bool:
+    """Equal apart from timestamps (which the registry sets)."""
+    key = sorted((replace(v, timestamp=0) for v in a), key=lambda v: v.index)
+    return key == sorted((replace(v, timestamp=0) for v in b), key=lambda v: v.index)
+
+
 class _KeyedLocks:
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -109,8 +128,10 @@ class WriteService:
         metrics: NodeMetrics | None = None,
         *,
         secret_iterations: int = DEFAULT_ITERATIONS,
+        signer: RecordSigner | None = None,
     ):
         self.registry = registry
+        self.signer = signer
         self.metrics = metrics
         self.secret_iterations = secret_iterations
         self._locks = _KeyedLocks()
@@ -149,7 +170,10 @@ class WriteService:
                 )
             if authorize is not None:
                 await authorize(existing, merged)  # before any hashing: refusals are cheap
-            prepared = await self._hash_secrets(incoming, existing)
+            prepared: Sequence[HandleValue] = await self._hash_secrets(incoming, existing)
+            signed = self._signed(handle, merged_record(existing, prepared, only_indexes), existing, now)
+            if signed is not None:  # the whole record: signature and values together
+                prepared, only_indexes = signed, None
             # The version the permissions were checked against: a writer in another
             # process that got in between makes this a Conflict, not a silent bypass.
             result = await self.registry.put_handle(
@@ -184,14 +208,49 @@ class WriteService:
             missing = (indexes or frozenset()) - {v.index for v in existing.values}
             if missing:
                 raise ValuesMissing(f"handle {existing.handle} has no value at index {min(missing)}")
-            record = await self.registry.delete_handle(
-                handle, actor=actor, now=now, indexes=indexes, expected_version=existing.version
-            )
+            remaining = tuple(v for v in existing.values if v.index not in (indexes or ()))
+            signed = self._signed(handle, remaining, existing, now) if indexes is not None else None
+            if signed is not None and any(not is_signature(v) for v in signed):
+                # Re-signed without the removed values, in the same transaction.
+                result = await self.registry.put_handle(
+                    handle, signed, actor=actor, now=now, expected_version=existing.version
+                )
+                record: Record | None = result.record
+            else:
+                record = await self.registry.delete_handle(
+                    handle, actor=actor, now=now, indexes=indexes, expected_version=existing.version
+                )
         action = "delete" if indexes is None else "modify"
         if self.metrics is not None:
             self.metrics.writes.labels(action, source).inc()
         log.info("%s %s by %s", "delete" if indexes is None else "remove values of", handle.text, actor)
         return record
+
+    def _signed(
+        self, handle: Handle, values: Sequence[HandleValue], existing: Record | None, now: datetime
+    ) -> tuple[HandleValue, ...] | None:
+        """``values`` signed, or None when there is no signer or it does not sign ``handle``."""
+        if self.signer is None or self.signer.issuer_for(handle.text, int(now.timestamp())) is None:
+            return None
+        body = tuple(v for v in values if not is_signature(v))
+        if not any(needs_cover(v) for v in body):
+            return body  # nothing public to vouch for (and a public signature would be noise)
+        if existing is not None:
+            old_signatures = tuple(v for v in existing.values if is_signature(v))
+            old_body = tuple(v for v in existing.values if not is_signature(v))
+            if old_signatures and _same_values(body, old_body):
+                return tuple(sorted(body + old_signatures, key=lambda v: v.index))
+        try:
+            signed = self.signer.sign(handle.text, values, int(now.timestamp()))
+        except LocalProtocolError as exc:  # too many values for one HS_SIGNATURE
+            raise ValueFormatError(f"the record cannot be signed: {exc}") from None
+        if signed is None:
+            return None
+        if len(signed) > MAX_VALUES_PER_HANDLE:
+            raise ValueFormatError(
+                f"the record would hold {len(signed)} values with its HS_SIGNATURE, over the limit of {MAX_VALUES_PER_HANDLE}"
+            )
+        return tuple(sorted(signed, key=lambda v: v.index))
 
     async def _hash_secrets(
         self, values: Sequence[HandleValue], existing: Record | None

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
 
@@ -79,10 +80,11 @@ def idnode_data_dir() -> Iterator[Path]:
             shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-async def database_url(pg_server: str) -> AsyncIterator[str]:
-    # The name is ours, never user data, so composing it into DDL is safe.
-    name = f"idnode_test_{secrets.token_hex(6)}"
+@asynccontextmanager
+async def scratch_database(pg_server: str) -> AsyncIterator[str]:
+    """A new empty database on the test server, dropped afterwards (for fixtures of any
+    scope; ``database_url`` is the per-test one)."""
+    name = f"idnode_test_{secrets.token_hex(6)}"  # ours, never user data: safe in DDL
     conn = await asyncpg.connect(pg_server)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"')
@@ -97,3 +99,9 @@ async def database_url(pg_server: str) -> AsyncIterator[str]:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+@pytest.fixture
+async def database_url(pg_server: str) -> AsyncIterator[str]:
+    async with scratch_database(pg_server) as url:
+        yield url

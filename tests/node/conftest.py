@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import socket
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from node.app import Node
@@ -26,7 +23,6 @@ from node.settings import load_settings
 from protocol.creditcode import check_character
 from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET
 from protocol.negotiate import REPLY_LIFETIME_S
-from tests.conftest import with_database
 from tests.protocol.golden import vectors_dir
 
 CLOCK = 1_795_500_000.0  # the node's fixed clock, unix seconds
@@ -91,6 +87,9 @@ async def start_seeded_node(database_url: str, data_dir: Path, bind: str = "127.
             # (one HS_SECKEY in the seed), and hashing strength is not under test here.
             "secret_hash_iterations": 1000,
             "prefixes": "88.118",
+            # The golden replies are the reference's captures of unsigned records, byte for
+            # byte; signing is tested on its own nodes (test_signing.py).
+            "sign_records": False,
         },
     )
     node = Node(settings, clock=lambda: CLOCK)
@@ -128,24 +127,6 @@ async def native_node(start_node: StartNode) -> Node:
     return await start_node()
 
 
-@asynccontextmanager
-async def scratch_database(pg_server: str) -> AsyncIterator[str]:
-    """A new empty database on the test server, dropped afterwards: what the root
-    ``database_url`` fixture does, for fixtures wider than one test."""
-    name = f"idnode_test_{secrets.token_hex(6)}"  # ours, so safe to compose into DDL
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        yield with_database(pg_server, name)
-    finally:
-        conn = await asyncpg.connect(pg_server)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 # --- raw sockets ------------------------------------------------------------------------

@@ -81,10 +81,10 @@ async def test_http_write_hashes_forces_private_and_logs_nothing(
     r = await api.put("/api/handles/" + new_admin, record, headers=admin_of(A))
     assert r.status == 200
     # Not public: an anonymous read does not see it.
-    assert [v["index"] for v in (await api.get("/api/handles/" + new_admin)).json["values"]] == [100]
+    assert [v["index"] for v in (await api.get("/api/handles/" + new_admin)).json["values"]] == [100, 400]  # + HS_SIGNATURE
     # The new admin authenticates with the plain secret it was given...
     r = await api.get("/api/handles/" + new_admin, headers=basic(f"300:{new_admin}", PLAIN))
-    seckey = r.json["values"][-1]
+    seckey = next(v for v in r.json["values"] if v["index"] == 300)
     assert seckey["permissions"] == "1100" and seckey["data"]["format"] == "base64"
     # ...and what is stored is the hash, not the secret.
     import base64
@@ -108,7 +108,10 @@ async def test_http_write_hashes_forces_private_and_logs_nothing(
 
 
 async def test_cli_put_hashes_secrets(database_url: str, tmp_path: object) -> None:
-    env = {"IDNODE_DATABASE_URL": database_url, "IDNODE_SECRET_HASH_ITERATIONS": "1000"}
+    env = {
+        "IDNODE_DATABASE_URL": database_url, "IDNODE_SECRET_HASH_ITERATIONS": "1000",
+        "IDNODE_DATA_DIR": str(tmp_path) + "/data",  # signing keys of CLI writes go here
+    }
     for args in (
         ["enterprise", "add", "--name", "盛泽示例丝绸", "--credit-code", MILL],
         ["prefix", "add", "88.118.2", "--enterprise", MILL],

@@ -17,8 +17,9 @@ BAD_CHECK = MILL[:-1] + ("0" if MILL[-1] != "0" else "1")
 
 
 @pytest.fixture
-def env(database_url: str) -> dict[str, str]:
-    return {"IDNODE_DATABASE_URL": database_url}
+def env(database_url: str, tmp_path: Path) -> dict[str, str]:
+    # A data dir of the test's own: CLI writes keep their signing keys there.
+    return {"IDNODE_DATABASE_URL": database_url, "IDNODE_DATA_DIR": str(tmp_path / "data")}
 
 
 def ok(*args: str, env: dict[str, str], input: str | None = None) -> str:
@@ -88,14 +89,19 @@ async def test_handle_put_get_list_delete(with_prefix: dict[str, str], tmp_path:
     assert "created" in ok("handle", "put", "88.118.2/ROLL-1", "--file", str(f), env=env)
 
     got = json.loads(ok("handle", "get", "88.118.2/roll-1", env=env))  # case-insensitive lookup
-    assert [(v["index"], v["type"]) for v in got] == [(1, "URL"), (3, "BLOB"), (2000, "fabricCode")]
+    # CLI writes are signed like HTTP ones (node.signing): HS_SIGNATURE at 400.
+    assert [(v["index"], v["type"]) for v in got] == [(1, "URL"), (3, "BLOB"), (400, "HS_SIGNATURE"), (2000, "fabricCode")]
     assert got[1]["data"] == {"format": "base64", "value": "AP8Q"} and got[1]["permissions"] == "1100"
     assert all("timestamp" in v for v in got)
 
     # get prints what put takes: copy a record through a pipe.
     assert "created" in ok("handle", "put", "88.118.2/ROLL-2", "-f", "-", env=env, input=json.dumps(got))
     again = json.loads(ok("handle", "get", "88.118.2/ROLL-2", env=env))
-    assert [(v["index"], v["data"]) for v in again] == [(v["index"], v["data"]) for v in got]
+    # The copy is re-signed for its own handle; everything else is the same.
+    def unsigned(vs: list[dict[str, object]]) -> list[tuple[object, object]]:
+        return [(v["index"], v["data"]) for v in vs if v["type"] != "HS_SIGNATURE"]
+
+    assert unsigned(again) == unsigned(got)
 
     listing = json.loads(ok("handle", "list", "--prefix", "88.118.2", env=env))
     assert listing["totalCount"] == 2 and listing["handles"] == ["88.118.2/ROLL-1", "88.118.2/ROLL-2"]

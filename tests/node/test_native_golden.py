@@ -42,13 +42,13 @@ from protocol.message import (
     decode,
 )
 from protocol.structured import Interface, InterfaceProtocol, InterfaceType, SiteInfo
+from tests.conftest import scratch_database
 from tests.protocol.golden import Exchange, by_number, load
 
 from .conftest import (
     EXPIRATION,
     SEED_ACTOR,
     SEED_TIME,
-    scratch_database,
     start_seeded_node,
     tcp_exchange,
     udp_peer,

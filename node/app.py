@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from protocol.keys import PublicKey
+
 from . import __version__
 from .admin import admin_app
 from .auth import (
@@ -39,7 +41,7 @@ from .native import NativeServer
 from .resolver import Resolver, ServedPrefixes
 from .seed import seed_demo
 from .settings import Settings
-from .signing import RecordSigner, build_signer
+from .signing import RecordSigner, build_signer, load_public_pem
 from .site import Site
 from .tls import server_ssl_context
 from .writes import WriteService
@@ -89,9 +91,7 @@ class Node:
             self.resolver = Resolver(self.db.registry, ServedPrefixes(s.prefixes))
             if s.sign_records:
                 # Key files are decrypted once here (blocking), never per write.
-                signer = await asyncio.to_thread(build_signer, s, int(self.clock()))
-                self.signer = signer
-                self.resolver.prefix_certs = lambda p: signer.cert_values(p, int(self.clock()))
+                await self.reload_signer()
             self.writes = WriteService(
                 self.db.registry, self.metrics, secret_iterations=s.secret_hash_iterations,
                 signer=self.signer,
@@ -119,6 +119,24 @@ class Node:
             __version__, s.role, s.bind, self.admin_port, self.handle_port, self.http_port,
             "embedded " + str(s.data_dir) if s.embedded else "external",
         )
+
+    async def reload_signer(self) -> None:
+        """(Re)read the key store: after ``idnode keys rotate`` new writes sign with the
+        new current key and ``0.NA/<prefix>`` publishes every key's certificate."""
+        assert self.resolver is not None
+        signer = await asyncio.to_thread(build_signer, self.settings, int(self.clock()))
+        self.signer = signer
+        self.resolver.prefix_certs = lambda p: signer.cert_values(p, int(self.clock()))
+        if self.writes is not None:
+            self.writes.signer = signer
+
+    def _trust_roots(self) -> tuple[PublicKey, ...]:
+        """What the record page verifies against: trust_root_file, else the embedded root."""
+        if self.settings.trust_root_file is not None:
+            return (load_public_pem(self.settings.trust_root_file),)
+        if self.signer is not None and self.signer.root_public is not None:
+            return (self.signer.root_public,)
+        return ()
 
     async def _start_native(self) -> None:
         s = self.settings
@@ -156,7 +174,8 @@ class Node:
         )
         authorizer = Authorizer(self.db.registry, self.resolver, parse_admin_list(s.server_admins))
         self.http = HttpServices(
-            s, self.resolver, self.writes, chain, authorizer, self.metrics, self.clock, sessions=self.sessions
+            s, self.resolver, self.writes, chain, authorizer, self.metrics, self.clock, sessions=self.sessions,
+            trust_roots=await asyncio.to_thread(self._trust_roots),
         )
         extensions = [session_routes(), *self.http_extensions, proxy_routes]  # catch-all: last
         runner = web.AppRunner(

@@ -21,12 +21,13 @@ from urllib.parse import quote
 import aiohttp
 
 from protocol.certs import canonical_reference, parse_cert, parse_claims, split_reference
-from protocol.jose import SignatureError, jws_parse
+from protocol.jose import SIGNING_ALGS, SignatureError, jws_parse
 from protocol.jsonvalues import values_from_json
 from protocol.keys import PublicKey
 from protocol.recordsig import HS_CERT, is_signature, verify_record
 from protocol.values import HandleValue
 
+from .keys import KeyStoreError
 from .settings import Settings
 from .signing import load_public_pem, open_key_store, public_pem, trust_roots
 
@@ -170,6 +171,66 @@ async def cmd_keys_export_public(settings: Settings, args: argparse.Namespace) -
     return 0
 
 
+async def cmd_keys_generate(settings: Settings, args: argparse.Namespace) -> int:
+    """Add a key; it becomes current only when the store has none (``rotate`` switches)."""
+    return _new_key(settings, args.alg or settings.signing_alg, make_current=False)
+
+
+async def cmd_keys_rotate(settings: Settings, args: argparse.Namespace) -> int:
+    """Add a key and make it current; older keys stay (their certificates stay published
+    at their own 0.NA/P index) so records signed by them verify until ``idnode resign``."""
+    from .cli import UserError
+
+    if settings.signing_cert_file is not None:
+        raise UserError(
+            "signing_cert_file certifies the current key: rotating would leave the node without a "
+            "certificate. Generate a key (idnode keys generate), have the top-level node certify it, "
+            "then make it current and point signing_cert_file at the new certificate."
+        )
+    return _new_key(settings, args.alg or settings.signing_alg, make_current=True)
+
+
+def _new_key(settings: Settings, alg: str, *, make_current: bool) -> int:
+    from .cli import UserError, _print_json
+    from .signing import build_signer, cert_index
+
+    store = open_key_store(settings)
+    now = int(time.time())
+    try:
+        info = store.generate(alg, now, make_current=make_current)
+        if info.current and settings.signing_cert_file is None:
+            build_signer(settings, now)  # issues the new key's certificates from the root (checks the store)
+    except KeyStoreError as exc:
+        raise UserError(str(exc)) from None
+    position = next(n for n, k in enumerate(store.keys()) if k.kid == info.kid)
+    _print_json({"kid": info.kid, "alg": info.alg, "current": info.current, "certIndex": cert_index(position)})
+    if info.current:
+        sys.stderr.write(
+            "new writes sign with this key once the node (re)starts; run `idnode resign` to re-sign "
+            "existing records (records signed by older keys keep verifying meanwhile)\n"
+        )
+    return 0
+
+
+async def cmd_resign(settings: Settings, args: argparse.Namespace) -> int:
+    from .cli import UserError, _print_json, _writes
+    from .database import cli_database
+    from .resign import progress_printer, resign_all
+
+    if not settings.sign_records:
+        raise UserError("sign_records is false: there is nothing to sign with")
+    if args.batch < 1:
+        raise UserError("--batch must be at least 1")
+    async with cli_database(settings) as db:
+        writes = _writes(settings, db)
+        counts = await resign_all(
+            db.registry, writes, prefix=args.prefix, batch=args.batch,
+            progress=None if args.quiet else progress_printer(), restart=args.restart,
+        )
+    _print_json(dict(sorted(counts.items())))
+    return 0
+
+
 def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser], server: Any) -> None:
     p = command("verify", cmd_verify, "resolve a handle and verify its HS_SIGNATURE and certificate chain", sub)
     p.add_argument("handle")
@@ -180,3 +241,12 @@ def add_commands(sub: Any, command: Callable[..., argparse.ArgumentParser], serv
     keys = sub.add_parser("keys", help="record-signing keys").add_subparsers(dest="sub", required=True)
     command("show", cmd_keys_show, "list the signing keys (no key material)", keys)
     command("export-public", cmd_keys_export_public, "print the current public key and the root public key (PEM)", keys)
+    p = command("generate", cmd_keys_generate, "add a signing key (current only if there is none)", keys)
+    p.add_argument("--alg", choices=SIGNING_ALGS, help="algorithm (default: signing_alg)")
+    p = command("rotate", cmd_keys_rotate, "add a signing key and make it current (older keys stay)", keys)
+    p.add_argument("--alg", choices=SIGNING_ALGS, help="algorithm (default: signing_alg)")
+    p = command("resign", cmd_resign, "re-sign stored records with the current key, in batches, resumably", sub)
+    p.add_argument("--prefix", help="only handles under this prefix (88.118 covers 88.118.2)")
+    p.add_argument("--batch", type=int, default=500, help="records per batch (progress saved after each)")
+    p.add_argument("--restart", action="store_true", help="ignore saved progress and start from the first handle")
+    p.add_argument("--quiet", action="store_true", help="no progress bar on stderr")

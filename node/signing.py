@@ -3,10 +3,13 @@
 Naming scheme (README "Signed records"). For a *node prefix* P (the first two labels of
 an enterprise prefix: 88.118.2 -> 88.118; a one- or two-label prefix is its own):
 
-- a record under P is signed by ``iss = 400:0.NA/P`` with ``chain = [400:0.NA/P, 401:0.NA/P]``;
-- ``0.NA/P`` (synthesized by the node, ``node.site``) carries HS_CERT 400, the node key's
-  certificate (``sub`` 400:0.NA/P, issued by 401:0.NA/P) and HS_CERT 401, the root
-  certificate (self-issued, ``sub = iss`` = 401:0.NA/P);
+- a record under P is signed by ``iss = N:0.NA/P`` with ``chain = [N:0.NA/P, 401:0.NA/P]``,
+  N the signing key's index (``cert_index``: 400 for the store's first key, 402, 403, ...
+  for later ones), so rotation never reuses an index;
+- ``0.NA/P`` (synthesized by the node, ``node.site``) carries one HS_CERT per key in the
+  store at its index (``sub`` N:0.NA/P, issued by 401:0.NA/P), so records signed by an
+  older key verify until re-signed, and HS_CERT 401, the root certificate (self-issued,
+  ``sub = iss`` = 401:0.NA/P);
 - both grant only ``derivedPrefixes`` and ``handlesUnderThisPrefix`` over ``0.NA/P``, so a
   key certified for 88.118 cannot vouch for 88.119 records.
 
@@ -100,9 +103,16 @@ def open_key_store(settings: Settings, env: Mapping[str, str] | None = None) -> 
     return KeyStore(settings.data_dir / "keys", read_passphrase(dict(env), PASSPHRASE_ENV, file))
 
 
+def cert_index(position: int) -> int:
+    """HS_CERT index in ``0.NA/P`` of the key at ``position`` in the key store (creation
+    order): the first key 400, later ones 402, 403, ... (401 is the root). Indexing by key,
+    not by "current", keeps records signed by an older key verifying after a rotation."""
+    return NODE_CERT_INDEX if position == 0 else ROOT_CERT_INDEX + position
+
+
 @dataclass
 class _Issued:
-    node: str
+    nodes: dict[int, str]  # cert index -> the key's certificate
     root: str
     renew_at: int
 
@@ -115,6 +125,8 @@ class RecordSigner:
     lifetime_s: int
     root_key: SigningKey | None = None  # embedded default only
     deployment_cert: str | None = None  # token from signing_cert_file
+    key_index: int = NODE_CERT_INDEX  # where 0.NA/P publishes the current key's certificate
+    older: dict[int, PublicKey] = field(default_factory=dict)  # cert index -> older key (embedded)
     _issued: dict[str, _Issued] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -135,12 +147,16 @@ class RecordSigner:
                 return issued
             life = 2 * self.lifetime_s
             root_ref = f"{ROOT_CERT_INDEX}:{ZERO_NA}{prefix}"
-            node = make_cert(
-                self.root_key, root_ref, f"{NODE_CERT_INDEX}:{ZERO_NA}{prefix}",
-                self.key.public_key, grants(prefix), now=now, lifetime_s=life,
-            )
+            keys = {**self.older, self.key_index: self.key.public_key}
+            nodes = {
+                index: make_cert(
+                    self.root_key, root_ref, f"{index}:{ZERO_NA}{prefix}",
+                    public, grants(prefix), now=now, lifetime_s=life,
+                )
+                for index, public in sorted(keys.items())
+            }
             root = self_signed_root(self.root_key, root_ref, grants(prefix), now, life)
-            issued = self._issued[prefix] = _Issued(node, root, now + life // 2)
+            issued = self._issued[prefix] = _Issued(nodes, root, now + life // 2)
             return issued
 
     def issuer_for(self, handle: str, now: int) -> tuple[str, tuple[str, ...]] | None:
@@ -150,7 +166,7 @@ class RecordSigner:
             cert = parse_cert(self.deployment_cert)
             return (cert.subject, ()) if split_reference(cert.subject)[1].upper() == f"{ZERO_NA}{prefix}" else None
         self._certs(prefix, now)
-        node_ref = f"{NODE_CERT_INDEX}:{ZERO_NA}{prefix}"
+        node_ref = f"{self.key_index}:{ZERO_NA}{prefix}"
         return node_ref, (node_ref, f"{ROOT_CERT_INDEX}:{ZERO_NA}{prefix}")
 
     def sign(self, handle: str, values: Sequence[HandleValue], now: int) -> tuple[HandleValue, ...] | None:
@@ -172,7 +188,8 @@ class RecordSigner:
                 return ()
             return (_cert_value(index, self.deployment_cert, now),)
         issued = self._certs(prefix.upper(), now)
-        return (_cert_value(NODE_CERT_INDEX, issued.node, now), _cert_value(ROOT_CERT_INDEX, issued.root, now))
+        nodes = tuple(_cert_value(index, token, now) for index, token in issued.nodes.items())
+        return tuple(sorted((*nodes, _cert_value(ROOT_CERT_INDEX, issued.root, now)), key=lambda v: v.index))
 
 
 def build_signer(settings: Settings, now: int, env: Mapping[str, str] | None = None) -> RecordSigner:
@@ -183,7 +200,17 @@ def build_signer(settings: Settings, now: int, env: Mapping[str, str] | None = N
         log.info("generated record-signing key %s (%s) in %s", info.kid, info.alg, store.directory)
     key = store.signing_key()
     if settings.signing_cert_file is None:
-        return RecordSigner(key, settings.signature_lifetime_s, root_key=store.root_key())
+        infos = store.keys()
+        position = next(n for n, info in enumerate(infos) if info.current)
+        older = {
+            cert_index(n): store.signing_key(info.kid).public_key
+            for n, info in enumerate(infos)
+            if not info.current
+        }
+        return RecordSigner(
+            key, settings.signature_lifetime_s, root_key=store.root_key(),
+            key_index=cert_index(position), older=older,
+        )
     try:
         token = settings.signing_cert_file.read_text(encoding="ascii").strip()
         cert = parse_cert(token)

@@ -35,13 +35,15 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from protocol.certs import parse_claims
 from protocol.codes import Permission
 from protocol.errors import LocalProtocolError, ValueFormatError
 from protocol.handle import Handle
+from protocol.jose import SignatureError, jws_parse
 from protocol.jsonvalues import MAX_VALUES_PER_HANDLE
 from protocol.recordsig import is_signature, needs_cover
 from protocol.values import HandleValue
-from registry.errors import NotFound
+from registry.errors import Conflict, NotFound
 from registry.store import PutResult, Record, Registry
 
 from .auth.secrets import (
@@ -119,6 +121,13 @@ class _KeyedLocks:
                 del self._locks[key]
             else:
                 self._locks[key] = (lock, users - 1)
+
+
+def _issuer_of(signature: HandleValue) -> str | None:
+    try:
+        return parse_claims(jws_parse(signature.data).payload).iss
+    except SignatureError:
+        return None
 
 
 class WriteService:
@@ -225,6 +234,35 @@ class WriteService:
             self.metrics.writes.labels(action, source).inc()
         log.info("%s %s by %s", "delete" if indexes is None else "remove values of", handle.text, actor)
         return record
+
+    async def resign(self, handle: Handle, *, actor: str, now: datetime) -> str:
+        """Re-sign the stored record with the current key (``idnode resign``): one write
+        with ``expected_version``, so a concurrent write wins (and signs on its own).
+        Returns "resigned", "current" (already signed by the current key), "skipped"
+        (nothing this node signs), "conflict" or "gone"."""
+        ts = int(now.timestamp())
+        found = self.signer.issuer_for(handle.text, ts) if self.signer is not None else None
+        if self.signer is None or found is None:
+            return "skipped"
+        async with self._locks.hold(handle.key):
+            existing = await self.registry.get_handle(handle.key)
+            if existing is None:
+                return "gone"
+            if not any(needs_cover(v) for v in existing.values if not is_signature(v)):
+                return "skipped"
+            if any(is_signature(v) and _issuer_of(v) == found[0] for v in existing.values):
+                return "current"
+            signed = self.signer.sign(handle.text, existing.values, ts)
+            if signed is None:
+                return "skipped"
+            try:
+                await self.registry.put_handle(
+                    handle, tuple(sorted(signed, key=lambda v: v.index)), actor=actor, now=now,
+                    keep_timestamps=True, expected_version=existing.version,
+                )
+            except Conflict:
+                return "conflict"
+        return "resigned"
 
     def _signed(
         self, handle: Handle, values: Sequence[HandleValue], existing: Record | None, now: datetime

@@ -131,8 +131,8 @@ class RecordView:
     template: TemplateInfo | None = None
     template_problem: str | None = None
     redirect_url: str | None = None
-    # Record-signature verification (GUIDE §4) will fill this one line; until then it
-    # renders as an HTML comment marking its place under the heading.
+    # Record-signature verification (GUIDE §4, node.http.sigstatus); None renders as an
+    # HTML comment marking its place under the heading.
     status_line: str | None = None
     notices: tuple[str, ...] = field(default=())
 

@@ -47,7 +47,7 @@ from ..resolver import (
     ResolveResult,
     ValuesNotFound,
 )
-from . import page, params
+from . import page, params, sigstatus
 from .errors import ApiError, http_status
 from .reply import NO_STORE, Style, cache_control, error_reply, render
 from .services import HttpServices, services
@@ -303,8 +303,9 @@ async def _answer(svc: HttpServices, request: web.Request, as_json: bool) -> web
             status=302, headers={"Location": target, "Cache-Control": cache, "Vary": "Accept"}
         )
     template, problem = await load_template(svc, found.values, now)
+    status = await sigstatus.status_line(svc, found.chain[-1], found.values, now)
     view = page.RecordView(
-        found.chain, found.registered_as, found.values, template, problem, target
+        found.chain, found.registered_as, found.values, template, problem, target, status
     )
     return _html(page.record_page(view), cache=cache)
 

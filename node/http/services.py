@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from protocol.codes import ResponseCode
+from protocol.keys import PublicKey
 
 from ..auth import (
     PEERCERT_DER,
@@ -41,6 +42,8 @@ class HttpServices:
     metrics: NodeMetrics
     clock: Callable[[], float]  # unix seconds (the node's clock)
     sessions: SessionStore | None = None  # REST challenge-response sessions (/api/sessions)
+    # Keys the record page verifies signatures against (node.signing.trust_roots).
+    trust_roots: tuple[PublicKey, ...] = ()
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

@@ -124,6 +124,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--profile-seconds", type=float, default=8.0)
     p.add_argument("--database-url", help="use this PostgreSQL instead of a temporary embedded one")
+    p.add_argument("--signed", action="store_true", help="seed records carrying an HS_SIGNATURE value")
     p.add_argument("--udpblast-src", type=Path, default=DEFAULT_UDPBLAST_SRC)
     p.add_argument("--seed", type=int, default=1, help="random seed for the request mix")
     args = p.parse_args(argv)
@@ -253,7 +254,7 @@ def run(args: argparse.Namespace, stack: ExitStack) -> int:
                 # backends forked later inherit the postmaster's affinity.
                 for pid in process_tree(postmaster):
                     os.sched_setaffinity(pid, {LOADER_CPU})
-    seeded = asyncio.run(seed_rolls(dsn, args.identifiers, args.fields))
+    seeded = asyncio.run(seed_rolls(dsn, args.identifiers, args.fields, signed=args.signed))
     print(f"seeded {seeded.count} rolls in {seeded.seconds:.1f} s "
           f"({seeded.value_count} values, {seeded.record_bytes} B each)", file=sys.stderr)  # fmt: skip
 

@@ -21,11 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from node.demo_templates import ROLL
 from protocol.creditcode import check_character
 from protocol.handle import normalise, parse_handle
+from protocol.jose import SigningKey
 from protocol.jsonvalues import data_from_json
+from protocol.recordsig import with_signature
 from protocol.valuecodec import decode_values, encode_values, value_to_wire
 from protocol.values import HandleValue
 from registry.embedded import EmbeddedPostgres
@@ -176,12 +179,31 @@ class Seeded:
     seconds: float
 
 
-async def seed_rolls(dsn: str, count: int, fields: int) -> Seeded:
+def signed_wire(records: RollRecords, signer: SigningKey | None) -> Callable[[int], bytes]:
+    """Roll n's stored bytes; with a signer, signed as the node signs (an HS_SIGNATURE at
+    400 over the public values, ~2 KB of JWS), so resolution can be measured with and
+    without the signature present."""
+    if signer is None:
+        return records.wire
+
+    def wire(n: int) -> bytes:
+        values = with_signature(
+            roll_handle(n), records.values(n), signer, "400:0.NA/88.118",
+            now=records.now_s, lifetime_s=86400 * 365, chain=("400:0.NA/88.118",),
+        )
+        return encode_values(values)
+
+    return wire
+
+
+async def seed_rolls(dsn: str, count: int, fields: int, *, signed: bool = False) -> Seeded:
     """Migrate, register the enterprise and prefix (idempotent), COPY ``count`` rolls."""
     started = time.perf_counter()
     now = datetime.now(UTC)
     records = RollRecords(fields, int(now.timestamp()))
     records.check_record(0)
+    signer = SigningKey(ec.generate_private_key(ec.SECP256R1()), "ES256") if signed else None
+    wire_of = signed_wire(records, signer)
     parse_handle(roll_handle(count - 1))  # the syntax every seeded handle follows
     conn = await asyncpg.connect(dsn)
     try:
@@ -202,7 +224,7 @@ async def seed_rolls(dsn: str, count: int, fields: int) -> Seeded:
             pass
         prefix_key = normalise(PREFIX)
         rows = (
-            (normalise(h), h, prefix_key, records.wire(n), 1, now, now)
+            (normalise(h), h, prefix_key, wire_of(n), 1, now, now)
             for n in range(count)
             for h in (roll_handle(n),)
         )
@@ -214,7 +236,8 @@ async def seed_rolls(dsn: str, count: int, fields: int) -> Seeded:
             await conn.execute("ANALYZE handles")
     finally:
         await pool.close()
-    return Seeded(count, records.value_count, len(records.wire(0)), time.perf_counter() - started)
+    value_count = records.value_count + (1 if signed else 0)
+    return Seeded(count, value_count, len(wire_of(0)), time.perf_counter() - started)
 
 
 @contextmanager

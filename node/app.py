@@ -201,17 +201,35 @@ class Node:
 
 
 async def serve(settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
-    """Run a node until SIGINT or SIGTERM, then shut down cleanly."""
+    """Run a node until SIGINT or SIGTERM, then shut down cleanly. SIGHUP re-reads the
+    signing keys (after ``idnode keys rotate``) without stopping resolution."""
     node = Node(settings, clock=clock)
     await node.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload_keys() -> None:
+        task = loop.create_task(_reload_keys(node))
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_keys)
     try:
         await stop.wait()
         log.info("shutting down")
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await node.stop()
+
+
+async def _reload_keys(node: Node) -> None:
+    try:
+        await node.reload_signer()
+    except Exception as exc:  # a bad key store must not take the serving node down
+        log.error("signing keys not reloaded, still using the previous key: %s", exc)
+        return
+    log.info("signing keys reloaded: new writes sign with key %s", node.signer.kid if node.signer else "-")

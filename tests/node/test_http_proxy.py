@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import orjson
 import pytest
 
 from node.app import Node
@@ -19,7 +18,7 @@ from node.http.proxy import MAX_ALIAS_HOPS, wants_json
 from protocol.handle import normalise
 
 from . import test_http_support as support
-from .test_http_support import A_HANDLE, A, Api, Reply, admin_of, admin_value, url_value
+from .test_http_support import A_HANDLE, A, Api, admin_of, admin_value, url_value
 
 # The shared fixtures, bound by assignment so that tests naming them as parameters
 # do not read as shadowed imports.
@@ -33,17 +32,8 @@ GS1_LOT = "88.118.3/01/06901234567892/10/LOT2026A"
 class ProxyApi(Api):
     """The shared client, but redirects are answers to check, not to follow."""
 
-    async def call(self, method: str, path: str, *, body: Any = None, raw: bytes | None = None,
-                   headers: dict[str, str] | None = None) -> Reply:  # fmt: skip
-        hdrs = dict(headers or {})
-        data = raw
-        if body is not None:
-            data = orjson.dumps(body)
-            hdrs.setdefault("Content-Type", "application/json")
-        async with self.session.request(
-            method, self.url(path), data=data, headers=hdrs, allow_redirects=False
-        ) as resp:
-            return Reply(resp.status, resp.headers, await resp.text())
+    follow_redirects = False
+    checks_openapi = False  # /{handle} is the browser page, not part of the API document
 
 
 @pytest.fixture

@@ -30,10 +30,14 @@ from .auth import (
     SessionStore,
     parse_admin_list,
 )
+from .cache.listener import InvalidationListener
+from .cache.records import CachePolicy, RecordCache
+from .cache.stats import CacheCollector, FrontStats
 from .database import Database, node_database
 from .handler import NativeHandler
 from .http import HttpServices, http_app
 from .http.app import Extension
+from .http.hot import HotReplies
 from .http.proxy import proxy_routes
 from .http.sessions import session_routes
 from .metrics import NodeMetrics
@@ -77,6 +81,9 @@ class Node:
         self.http_port: int | None = None
         self.http: HttpServices | None = None
         self.sessions: SessionStore | None = None  # REST challenge-response sessions
+        self.cache: RecordCache | None = None
+        self.listener: InvalidationListener | None = None
+        self.handler: NativeHandler | None = None
         # Routes other fronts add to the HTTP app (sessions, the proxy page); set before start.
         self.http_extensions: list[Extension] = []
 
@@ -88,7 +95,9 @@ class Node:
         ssl_context = server_ssl_context(s)  # bad TLS files stop us before anything starts
         try:
             self.db = await self._stack.enter_async_context(node_database(s))
-            self.resolver = Resolver(self.db.registry, ServedPrefixes(s.prefixes))
+            if s.cache_enabled:
+                await self._start_cache(self.db.dsn)
+            self.resolver = Resolver(self.db.registry, ServedPrefixes(s.prefixes), cache=self.cache)
             if s.sign_records:
                 # Key files are decrypted once here (blocking), never per write.
                 await self.reload_signer()
@@ -96,6 +105,8 @@ class Node:
                 self.db.registry, self.metrics, secret_iterations=s.secret_hash_iterations,
                 signer=self.signer,
             )
+            if self.cache is not None:
+                self.writes.on_commit = self.cache.invalidate
             if s.demo:
                 counts = await seed_demo(self.db.registry, self.now(), writes=self.writes)
                 log.info("demo data seeded: %s", counts)
@@ -105,7 +116,11 @@ class Node:
             )
             await runner.setup()
             self._stack.push_async_callback(runner.cleanup)
-            await web.TCPSite(runner, s.bind, s.admin_port, reuse_address=True).start()
+            # With workers (node.workers) a replacement binds its predecessor's admin port
+            # while that one still drains: SO_REUSEPORT lets both hold it for that moment.
+            await web.TCPSite(
+                runner, s.bind, s.admin_port, reuse_address=True, reuse_port=s.workers > 1
+            ).start()
             self.admin_port = _bound_port(runner)
             # HTTP first, so the site info the native front publishes names its port.
             await self._start_http(ssl_context)
@@ -119,6 +134,41 @@ class Node:
             __version__, s.role, s.bind, self.admin_port, self.handle_port, self.http_port,
             "embedded " + str(s.data_dir) if s.embedded else "external",
         )
+
+    async def _start_cache(self, dsn: str) -> None:
+        s = self.settings
+        policy = CachePolicy(
+            max_entries=s.cache_max_entries, max_bytes=s.cache_max_bytes, ttl_cap_s=s.cache_ttl_cap_s,
+            negative_ttl_s=s.cache_negative_ttl_s, stale_max_s=s.cache_stale_max_s,
+            stale_recheck_s=s.cache_stale_recheck_s,
+        )
+        assert self.db is not None
+        self.cache = RecordCache(self.db.registry.get_handle_raw, policy, monotonic=self.monotonic, clock=self.clock)
+        self.listener = InvalidationListener(
+            dsn, self.cache, on_lag=self.metrics.invalidation_lag.observe, clock=self.clock,
+            connect_timeout_s=s.db_timeout_s,
+        )
+        await self.listener.start()  # coherent before any front answers
+        self._stack.push_async_callback(self.listener.stop)
+        self.metrics.registry.register(CacheCollector(self.cache, self._front_stats))
+        self.metrics.before_scrape.append(self._fold_native_hits)
+
+    def _fold_native_hits(self) -> None:
+        """idnode_requests counts every request: add the native replies served from the
+        cache (HTTP hits pass through the HTTP middleware, which counts them itself)."""
+        if self.handler is None:
+            return
+        for transport, stats in self.handler.front_stats.items():
+            for rc, count in stats.unfolded():
+                self.metrics.requests.labels(transport, "resolution", str(rc)).inc(count)
+
+    def _front_stats(self) -> dict[tuple[str, str], FrontStats]:
+        stats: dict[tuple[str, str], FrontStats] = {}
+        if self.handler is not None:
+            stats.update({(t, "resolution"): fs for t, fs in self.handler.front_stats.items()})
+        if self.http is not None and self.http.hot is not None:
+            stats[("http", "resolution")] = self.http.hot.stats
+        return stats
 
     async def reload_signer(self) -> None:
         """(Re)read the key store: after ``idnode keys rotate`` new writes sign with the
@@ -142,10 +192,12 @@ class Node:
         s = self.settings
         assert self.resolver is not None
         site = await asyncio.to_thread(Site.create, s, handle_port=s.handle_port, http_port=self.http_port)
-        handler = NativeHandler(self.resolver, site, self.metrics, clock=self.clock)
+        handler = NativeHandler(self.resolver, site, self.metrics, clock=self.clock, cache=self.cache)
+        self.handler = handler
         native = NativeServer(
             handler, self.metrics, max_inflight=s.udp_max_inflight,
             max_connections=s.tcp_max_connections, idle_timeout_s=s.tcp_idle_timeout_s,
+            reuse_port=s.workers > 1,
         )
         self.handle_port = await native.start(s.bind, s.handle_port)
         self._stack.push_async_callback(native.stop, s.shutdown_timeout_s)
@@ -176,6 +228,7 @@ class Node:
         self.http = HttpServices(
             s, self.resolver, self.writes, chain, authorizer, self.metrics, self.clock, sessions=self.sessions,
             trust_roots=await asyncio.to_thread(self._trust_roots),
+            hot=HotReplies(self.cache) if self.cache is not None else None,
         )
         extensions = [session_routes(), *self.http_extensions, proxy_routes]  # catch-all: last
         runner = web.AppRunner(
@@ -185,7 +238,10 @@ class Node:
         )
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(runner, s.bind, s.http_port, reuse_address=True, ssl_context=ssl_context).start()
+        await web.TCPSite(
+            runner, s.bind, s.http_port, reuse_address=True, ssl_context=ssl_context,
+            reuse_port=s.workers > 1,  # the workers of one node share the port (node.workers)
+        ).start()
         self.http_port = _bound_port(runner)
         if ssl_context is not None:
             log.info(
@@ -200,12 +256,20 @@ class Node:
         log.info("idnode stopped")
 
 
-async def serve(settings: Settings, *, clock: Callable[[], float] = time.time) -> None:
-    """Run a node until SIGINT or SIGTERM, then shut down cleanly. SIGHUP re-reads the
-    signing keys (after ``idnode keys rotate``) without stopping resolution."""
+async def serve(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[Node], None] | None = None,
+) -> None:
+    """Run a node until SIGINT or SIGTERM (or ``stop`` is set), then shut down cleanly.
+    SIGHUP re-reads the signing keys (after ``idnode keys rotate``) without stopping
+    resolution. ``on_ready`` runs once the node serves (a worker reports its ports)."""
     node = Node(settings, clock=clock)
     await node.start()
-    stop = asyncio.Event()
+    if stop is None:
+        stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     reloads: set[asyncio.Task[None]] = set()
 
@@ -218,6 +282,8 @@ async def serve(settings: Settings, *, clock: Callable[[], float] = time.time) -
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload_keys)
     try:
+        if on_ready is not None:
+            on_ready(node)
         await stop.wait()
         log.info("shutting down")
     finally:

@@ -13,13 +13,22 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from protocol.bodies import ErrorReply, ReferralReply, ResolutionReply, ResolutionRequest, SiteInfoReply
+from protocol.bodies import (
+    ErrorReply,
+    ReferralReply,
+    ResolutionReply,
+    ResolutionRequest,
+    SiteInfoReply,
+)
 from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.errors import ProtocolError
 from protocol.message import Header, MalformedMessage, Message, decode, encode
 from protocol.msgsign import sign_message
 from protocol.negotiate import build_reply
+from protocol.replycache import ReplyTemplate, resolution_shape
 
+from .cache.records import RecordCache
+from .cache.stats import FrontStats
 from .metrics import NodeMetrics
 from .resolver import (
     Found,
@@ -34,7 +43,7 @@ from .site import Site
 
 log = logging.getLogger("idnode.native")
 
-Operation = Callable[[Message, "Peer", float], Awaitable[bytes]]
+Operation = Callable[[Message, bytes, "Peer", float], Awaitable[bytes]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +67,16 @@ class NativeHandler:
         metrics: NodeMetrics,
         *,
         clock: Callable[[], float] = time.time,
+        cache: RecordCache | None = None,
     ):
         self.resolver = resolver
         self.site = site
         self.metrics = metrics
         self.clock = clock
+        # Ready-to-send resolution replies, shared by the UDP and TCP fronts (same bytes).
+        self.cache = cache
+        self.replies = cache.reply_map("native") if cache is not None else None
+        self.front_stats = {t: FrontStats() for t in ("udp", "tcp")}
         self.operations: dict[int, Operation] = {
             OpCode.RESOLUTION: self.op_resolution,
             OpCode.GET_SITE_INFO: self.op_site_info,
@@ -105,7 +119,7 @@ class NativeHandler:
                     request, rc, ErrorReply(f"operation {request.header.opcode} is not supported"), now
                 )
             else:
-                reply = await operation(request, peer, now)
+                reply = await operation(request, data, peer, now)
         except ProtocolError as exc:
             reply = self._reply(request, exc.response_code, ErrorReply(exc.message), now)
         except Exception:
@@ -122,7 +136,7 @@ class NativeHandler:
         request = Message(exc.envelope, Header(opcode, flags=flags), ErrorReply())
         return self._reply(request, exc.response_code, ErrorReply(exc.message), now)
 
-    async def op_resolution(self, request: Message, peer: Peer, now: float) -> bytes:
+    async def op_resolution(self, request: Message, data: bytes, peer: Peer, now: float) -> bytes:
         body = request.body
         assert isinstance(body, ResolutionRequest)
         flags = request.header.flags
@@ -132,12 +146,13 @@ class NativeHandler:
             body.handle, body.indexes, body.types, now,
             public_only=True, refer=OpFlag.DNRF not in flags,
         )
+        entry = None
         match result:
-            case Found(values=values):
+            case Found(values=values, entry=entry):
                 rc, reply = ResponseCode.SUCCESS, ResolutionReply(body.handle, values)
-            case HandleNotFound():
+            case HandleNotFound(entry=entry):
                 rc, reply = ResponseCode.HANDLE_NOT_FOUND, ErrorReply()
-            case ValuesNotFound():
+            case ValuesNotFound(entry=entry):
                 rc, reply = ResponseCode.VALUES_NOT_FOUND, ErrorReply()
             case PrefixReferral(handle=handle, values=values):
                 rc, reply = ResponseCode.PREFIX_REFERRAL, ReferralReply(handle, values)
@@ -146,9 +161,35 @@ class NativeHandler:
             case InvalidHandle(reason=reason):
                 rc, reply = ResponseCode.INVALID_HANDLE, ErrorReply(reason)
         self.metrics.requests.labels(peer.transport, "resolution", str(int(rc))).inc()
-        return self._reply(request, rc, reply, now)
+        encoded = self._reply(request, rc, reply, now)
+        if entry is not None and self.replies is not None and self.cache is not None:
+            shape = resolution_shape(data)
+            if shape is not None:
+                self.front_stats[peer.transport].misses += 1
+                self.cache.add_reply(self.replies, shape, entry, ReplyTemplate(encoded), len(encoded))
+        return encoded
 
-    async def op_site_info(self, request: Message, peer: Peer, now: float) -> bytes:
+    def cached_reply(self, data: bytes, transport: str) -> bytearray | None:
+        """The hot path: the ready-to-send reply to ``data`` if one is cached and fresh,
+        fitted to this request; None to take the full path."""
+        replies = self.replies
+        if not replies:
+            return None
+        shape = resolution_shape(data)
+        if shape is None:
+            return None
+        hit = replies.get(shape)
+        if hit is None:
+            return None
+        entry, template = hit
+        assert self.cache is not None
+        if entry.expires <= self.cache.monotonic():
+            return None
+        self.cache.touch(entry)
+        self.front_stats[transport].hit(template.rc)  # type: ignore[attr-defined]
+        return template.fit(data, self.clock())  # type: ignore[attr-defined, no-any-return]
+
+    async def op_site_info(self, request: Message, data: bytes, peer: Peer, now: float) -> bytes:
         self.metrics.requests.labels(peer.transport, "get_site_info", "1").inc()
         return self._reply(request, ResponseCode.SUCCESS, SiteInfoReply(self.site.info), now)
 

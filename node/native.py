@@ -21,9 +21,10 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from time import perf_counter
 
-from protocol.fragment import Reassembler, fragment_encoded
 from protocol.errors import ProtocolError
+from protocol.fragment import MAX_DATAGRAM_BYTES, Reassembler, fragment_encoded
 from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET, MAX_MESSAGE_BYTES
 
 from .handler import NativeHandler, Peer
@@ -57,6 +58,9 @@ class UdpFront(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.reassembler = Reassembler()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The hot path: answered here, synchronously, without a task (see NativeHandler).
+        self._cached = handler.cached_reply if handler.replies is not None else None
+        self._stats = handler.front_stats["udp"]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -64,6 +68,18 @@ class UdpFront(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.closing:
             return  # shutting down: in-flight requests finish, new ones are not taken
+        if self._cached is not None:
+            started = perf_counter()
+            reply = self._cached(data, "udp")
+            if reply is not None:
+                if self.transport is not None:
+                    if len(reply) <= MAX_DATAGRAM_BYTES:
+                        self.transport.sendto(reply, addr)
+                    else:
+                        for datagram in fragment_encoded(bytes(reply)):
+                            self.transport.sendto(datagram, addr)
+                self._stats.observe(perf_counter() - started)
+                return
         if self.inflight >= self.max_inflight:
             self.metrics.dropped.labels("udp", "overload").inc()
             return
@@ -141,7 +157,15 @@ class TcpFront:
                     rest = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout_s)
                 except (asyncio.IncompleteReadError, TimeoutError):
                     return
-                reply = await self.handler.handle(envelope + rest, peer)
+                data = envelope + rest
+                started = perf_counter()
+                cached = self.handler.cached_reply(data, "tcp")
+                if cached is not None:
+                    writer.write(cached)
+                    self.handler.front_stats["tcp"].observe(perf_counter() - started)
+                    await writer.drain()
+                    continue
+                reply = await self.handler.handle(data, peer)
                 if reply is not None:
                     writer.write(reply)
                     await writer.drain()
@@ -153,14 +177,19 @@ class TcpFront:
 
 
 class NativeServer:
-    """Binds UDP and TCP on one address and port (port 0: UDP picks, TCP follows)."""
+    """Binds UDP and TCP on one address and port (port 0: UDP picks, TCP follows).
+
+    ``reuse_port``: both sockets set SO_REUSEPORT, so the worker processes of one node
+    (node.workers) listen on the same port and the kernel spreads clients over them.
+    """
 
     def __init__(self, handler: NativeHandler, metrics: NodeMetrics, *, max_inflight: int,
-                 max_connections: int, idle_timeout_s: float):
+                 max_connections: int, idle_timeout_s: float, reuse_port: bool = False):
         self.udp = UdpFront(handler, metrics, max_inflight=max_inflight)
         self.tcp = TcpFront(handler, metrics, max_connections=max_connections, idle_timeout_s=idle_timeout_s)
         self._udp_transport: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
+        self._reuse_port = reuse_port
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
@@ -180,7 +209,7 @@ class NativeServer:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: self.udp, local_addr=(host, port), family=family
+            lambda: self.udp, local_addr=(host, port), family=family, reuse_port=self._reuse_port
         )
         bound = transport.get_extra_info("sockname")[1]
         sock = transport.get_extra_info("socket")
@@ -193,7 +222,7 @@ class NativeServer:
         try:
             self._tcp_server = await asyncio.start_server(
                 self.tcp.serve_connection, host, bound, family=family, reuse_address=True,
-                limit=MAX_MESSAGE_BYTES + ENVELOPE_BYTES,
+                reuse_port=self._reuse_port, limit=MAX_MESSAGE_BYTES + ENVELOPE_BYTES,
             )
         except OSError as exc:
             transport.close()  # the caller never gets to stop() a half-started server

@@ -15,6 +15,8 @@ from protocol.handle import NA_PREFIX, Handle, is_under, normalise, parse_handle
 from protocol.values import HandleValue, select_values
 from registry.store import Registry
 
+from .cache.records import Entry, Lookup, RecordCache
+
 if TYPE_CHECKING:
     from .site import Site
 
@@ -28,16 +30,22 @@ class Found:
     registered_as: str
     values: tuple[HandleValue, ...]
     version: int
+    # The cache entry this answer came from: a front may keep its reply against it.
+    # None when the reply must not be kept (no cache, served stale, a racing write).
+    entry: Entry | None = None
+    stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class HandleNotFound:
     handle: str
+    entry: Entry | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ValuesNotFound:
     handle: str
+    entry: Entry | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,9 +98,13 @@ class ServedPrefixes:
 
 
 class Resolver:
-    def __init__(self, registry: Registry, served: ServedPrefixes, site: Site | None = None):
+    def __init__(
+        self, registry: Registry, served: ServedPrefixes, site: Site | None = None,
+        *, cache: RecordCache | None = None,
+    ):  # fmt: skip
         self.registry = registry
         self.served = served
+        self.cache = cache
         self.site = site  # set once the fronts are bound and the site's ports known
         # HS_CERT values for a synthesized 0.NA/<prefix> record (node.signing), if signing.
         self.prefix_certs: Callable[[str], tuple[HandleValue, ...]] | None = None
@@ -110,11 +122,13 @@ class Resolver:
         *,
         public_only: bool = False,
         refer: bool = True,
+        fresh: bool = False,
     ) -> ResolveResult:
         """Look a handle up and apply the index/type filter (a union) and, when asked,
-        drop values without public read permission. ``now`` (unix seconds) is for TTL
-        decisions of the caching layer. ``refer=False`` (the DNRF flag) turns a prefix
-        referral into "not found"."""
+        drop values without public read permission. ``now`` (unix seconds) stamps
+        synthesized records. ``refer=False`` (the DNRF flag) turns a prefix referral
+        into "not found". ``fresh`` reads the registry, not the cache (the REST API's
+        ``auth=true``)."""
         if isinstance(handle, str):
             try:
                 handle = parse_handle(handle)
@@ -122,24 +136,32 @@ class Resolver:
                 return InvalidHandle(handle, exc.message)
         if not self.served.serves(handle.owning_prefix):
             return NotResponsible(handle.text, handle.owning_prefix)
-        record = await self.registry.get_handle(handle.key)
+        found = await self._lookup(handle.key, fresh)
+        entry = found.entry
+        record = found.raw
         if record is not None:
-            stored, version = record.values, record.version
+            stored, version = found.decoded(), record.version
         elif handle.is_prefix_record:
             synthesized = self._prefix_record(handle.owning_prefix)
             if synthesized is None:
                 referral = await self._referral(handle, refer)
                 return referral or HandleNotFound(handle.text)
-            stored, version = synthesized, 0
+            # Synthesized from settings and keys, not from a row: never kept.
+            stored, version, entry = synthesized, 0, None
         else:
-            return HandleNotFound(handle.text)
+            return HandleNotFound(handle.text, entry)
         values = select_values(stored, indexes, types)
         if public_only:
             values = [v for v in values if v.public_read]
         if not values:
-            return ValuesNotFound(handle.text)
+            return ValuesNotFound(handle.text, entry)
         registered_as = record.handle if record is not None else handle.text
-        return Found(handle.text, registered_as, tuple(values), version)
+        return Found(handle.text, registered_as, tuple(values), version, entry, found.stale)
+
+    async def _lookup(self, key: str, fresh: bool = False) -> Lookup:
+        if self.cache is None or fresh:
+            return Lookup(await self.registry.get_handle_raw(key), None)
+        return await self.cache.get(key)
 
     def _prefix_record(self, prefix: str) -> tuple[HandleValue, ...] | None:
         served, registered = self.served.exact(prefix)
@@ -154,10 +176,10 @@ class Resolver:
         if not refer:
             return None
         for ancestor in prefix_ancestors(handle.owning_prefix)[1:]:
-            parent = await self.registry.get_handle(normalise(f"{NA_PREFIX}/{ancestor}"))
-            if parent is None:
+            parent = await self._lookup(normalise(f"{NA_PREFIX}/{ancestor}"))
+            if parent.raw is None:
                 continue
-            delegation = select_values(parent.values, (), _DELEGATION_TYPES)
+            delegation = select_values(parent.decoded(), (), _DELEGATION_TYPES)
             if delegation:
                 return PrefixReferral("", tuple(delegation))
         return None

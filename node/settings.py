@@ -287,6 +287,42 @@ class Settings:
     tcp_idle_timeout_s: float = _setting(
         _positive_float, "A native TCP connection idle this long is closed, in seconds.", 30.0
     )
+    cache_enabled: bool = _setting(
+        _bool,
+        "Cache records and ready-to-send replies in memory, kept coherent with every node "
+        "sharing the database through PostgreSQL LISTEN/NOTIFY.",
+        True,
+    )
+    cache_max_entries: int = _setting(_positive_int, "Handles (found or not) the cache holds at most.", 1_000_000)
+    cache_max_bytes: int = _setting(
+        _positive_int, "Memory the cache may hold, in bytes (records, replies and their overhead).", 805_306_368
+    )
+    cache_ttl_cap_s: float = _setting(
+        _positive_float,
+        "Longest a record is served from the cache, in seconds, whatever its values' TTLs "
+        "(writes invalidate it at once anyway).",
+        600.0,
+    )
+    cache_negative_ttl_s: float = _setting(
+        _positive_float, "How long \"handle not found\" is cached, in seconds (a creation invalidates it).", 5.0
+    )
+    cache_stale_max_s: float = _setting(
+        _positive_float,
+        "When the registry is unreachable, cached records are served up to this long past "
+        "their expiry, in seconds (RFC 8767 serve-stale).",
+        3600.0,
+    )
+    cache_stale_recheck_s: float = _setting(
+        _positive_float,
+        "While serving stale, the registry is retried at most this often, in seconds.",
+        5.0,
+    )
+    workers: int = _setting(
+        _positive_int,
+        "Serving processes sharing the UDP, TCP and HTTP ports (SO_REUSEPORT), each with its "
+        "own event loop, cache and listener.",
+        1,
+    )
     log_format: str = _setting(_choice(LOG_FORMATS), "Log format: text or json.", "text")
     log_level: str = _setting(_choice(LOG_LEVELS), "Log level.", "info")
     db_pool_min: int = _setting(_positive_int, "Minimum registry connections.", 2)

@@ -144,6 +144,9 @@ class WriteService:
         self.metrics = metrics
         self.secret_iterations = secret_iterations
         self._locks = _KeyedLocks()
+        # Called with the handle key once a change is committed: this node's own cache
+        # forgets it before the write is acknowledged (others hear it via NOTIFY).
+        self.on_commit: Callable[[str], None] = lambda key: None
 
     async def put(
         self,
@@ -191,6 +194,7 @@ class WriteService:
                 expected_version=existing.version if existing is not None else 0,
             )
         if result.changed:
+            self.on_commit(handle.key)
             action = "create" if result.created else "modify"
             if self.metrics is not None:
                 self.metrics.writes.labels(action, source).inc()
@@ -229,6 +233,7 @@ class WriteService:
                 record = await self.registry.delete_handle(
                     handle, actor=actor, now=now, indexes=indexes, expected_version=existing.version
                 )
+        self.on_commit(handle.key)
         action = "delete" if indexes is None else "modify"
         if self.metrics is not None:
             self.metrics.writes.labels(action, source).inc()
@@ -262,6 +267,7 @@ class WriteService:
                 )
             except Conflict:
                 return "conflict"
+            self.on_commit(handle.key)
         return "resigned"
 
     def _signed(

@@ -8,13 +8,14 @@ is an invalid handle rather than a literal. Replies echo the handle as asked.
 from __future__ import annotations
 
 import uuid
+from time import perf_counter
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import orjson
 from aiohttp import web
 
-from protocol.codes import AdminPerm, Permission
+from protocol.codes import AdminPerm, Permission, TTLType
 from protocol.codes import ResponseCode as RC
 from protocol.errors import HandleSyntaxError, ValueFormatError
 from protocol.handle import Handle, normalise, parse_handle
@@ -34,7 +35,8 @@ from ..resolver import (
 from ..writes import ValuesMissing
 from . import params
 from .errors import ApiError, http_status
-from .reply import NO_STORE, Style, cache_control, render
+from .hot import HotReply, shape_of
+from .reply import NO_STORE, Style, cache_control, json_bytes, render
 from .services import HttpServices, services
 
 PATH_PREFIX = "/api/handles/"
@@ -63,36 +65,54 @@ def _parse(text: str) -> Handle:
 
 
 async def get_handle(request: web.Request) -> web.Response:
-    svc, style = services(request), Style.of(request)
+    svc = services(request)
+    hot = svc.hot
+    shape = shape_of(request) if hot is not None else None
+    if shape is not None:
+        assert hot is not None
+        started = perf_counter()
+        resp = hot.lookup(*shape)
+        if resp is not None:
+            hot.stats.observe(perf_counter() - started)
+            return resp
+    style = Style.of(request)
     text = handle_from_path(request)
     q = request.query
     params.callback(q)
     indexes, types = params.indexes(q), params.types(q)
     refer = not params.flag(q, "doNotRefer")
-    params.flag(q, "auth")  # "authoritative": this node always answers from its registry
+    # "authoritative": answer from the registry itself, not from the cache.
+    fresh = params.flag(q, "auth")
     params.flag(q, "cert")  # signed replies are not offered over HTTP; accepted and ignored
     identity = await svc.identity(request)
     # As the reference: public values only unless the caller authenticated (and did
     # not ask for publicOnly); anonymous callers never get more.
     public_only = params.flag(q, "publicOnly", identity is None) or identity is None
     now = svc.clock()
-    result = await svc.resolver.resolve(text, indexes, types, now, public_only=False, refer=refer)
+    result = await svc.resolver.resolve(text, indexes, types, now, public_only=False, refer=refer, fresh=fresh)
     private_reply = identity is not None
     match result:
-        case Found(values=found):
+        case Found(values=found, entry=entry):
             values = await _readable(svc, identity, text, found, public_only)
             rc = RC.SUCCESS if values else RC.VALUES_NOT_FOUND
             private_reply = private_reply or any(not v.permissions & PUBLIC_READ for v in values)
             body: dict[str, Any] = {"responseCode": int(rc), "handle": text, "values": values_to_json(values)}
             if not values:
                 body["message"] = "no values match the request" + (" (public values only)" if public_only else "")
-            headers = {"Cache-Control": cache_control(values, now, private=private_reply)}
-            return render(body, status=http_status(rc, resolution=True), style=style, headers=headers)
-        case ValuesNotFound():
+            cc = cache_control(values, now, private=private_reply)
+            status = http_status(rc, resolution=True)
+            if shape is not None and entry is not None and not private_reply and not _absolute_ttl(values):
+                assert hot is not None
+                hot.keep(shape[0], entry, HotReply(status, int(rc), json_bytes(body, style), cc))
+            return render(body, status=status, style=style, headers={"Cache-Control": cc})
+        case ValuesNotFound(entry=entry):
             body = {"responseCode": int(RC.VALUES_NOT_FOUND), "handle": text, "values": [],
                     "message": "no values match the request"}  # fmt: skip
-            headers = {"Cache-Control": cache_control((), now, private=private_reply)}
-            return render(body, status=200, style=style, headers=headers)
+            cc = cache_control((), now, private=private_reply)
+            if shape is not None and entry is not None and not private_reply:
+                assert hot is not None
+                hot.keep(shape[0], entry, HotReply(200, int(RC.VALUES_NOT_FOUND), json_bytes(body, style), cc))
+            return render(body, status=200, style=style, headers={"Cache-Control": cc})
         case PrefixReferral(values=referral):
             body = {"responseCode": int(RC.PREFIX_REFERRAL), "handle": text,
                     "values": values_to_json(referral),
@@ -105,6 +125,11 @@ async def get_handle(request: web.Request) -> web.Response:
         case InvalidHandle(reason=reason):
             raise ApiError(RC.INVALID_HANDLE, reason, handle=text)
     raise AssertionError(result)
+
+
+def _absolute_ttl(values: list[HandleValue]) -> bool:
+    """Cache-Control's max-age of these values shrinks with time: not a fixed reply."""
+    return any(v.ttl_type == TTLType.ABSOLUTE for v in values)
 
 
 async def _readable(

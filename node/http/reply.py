@@ -55,6 +55,10 @@ class Style:
         return cls(pretty, callback)
 
 
+def json_bytes(body: Mapping[str, Any], style: Style = Style()) -> bytes:
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2 if style.pretty else 0)
+
+
 def render(
     body: Mapping[str, Any],
     *,
@@ -62,7 +66,7 @@ def render(
     style: Style = Style(),
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
-    data = orjson.dumps(body, option=orjson.OPT_INDENT_2 if style.pretty else 0)
+    data = json_bytes(body, style)
     if style.callback:
         # "/**/" keeps a reply from starting with attacker-chosen bytes (content sniffing).
         data = b"/**/" + style.callback.encode("ascii") + b"(" + data + b");"

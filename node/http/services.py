@@ -28,6 +28,7 @@ from ..resolver import Resolver
 from ..settings import Settings
 from ..writes import WriteService
 from .errors import ApiError
+from .hot import HotReplies
 
 REALM = 'Basic realm="idnode", charset="UTF-8"'
 
@@ -44,6 +45,7 @@ class HttpServices:
     sessions: SessionStore | None = None  # REST challenge-response sessions (/api/sessions)
     # Keys the record page verifies signatures against (node.signing.trust_roots).
     trust_roots: tuple[PublicKey, ...] = ()
+    hot: HotReplies | None = None  # ready-to-send resolution replies (the cache is on)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

@@ -2,6 +2,9 @@
 SELECT handle, "values", version, created_at, updated_at
 FROM handles WHERE handle_key = $1;
 
+-- name: get_handle_raw
+SELECT handle, "values", version FROM handles WHERE handle_key = $1;
+
 -- name: lock_handle
 SELECT handle, "values", version, created_at, updated_at FROM handles WHERE handle_key = $1 FOR UPDATE;
 

@@ -1,0 +1,83 @@
+"""The HTTP front's hot path: ready-to-send ``GET /api/handles/{handle}`` replies.
+
+A reply is kept for anonymous requests only (no Authorization header: the caller sees
+public values, whoever it is), keyed on the raw path and query string minus the JSONP
+``callback``, which is wrapped around the kept JSON bytes per request. ``auth=true``
+asks for an authoritative answer and always reads the registry (REST API, GUIDE §3).
+A hit builds one ``web.Response`` from kept bytes and headers: no handle parsing, no
+resolver, no JSON encoding.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..cache.records import Entry, RecordCache
+from ..cache.stats import FrontStats
+from . import params
+from .errors import ApiError
+from .reply import JSON_TYPE, JSONP_TYPE, RC_KEY
+
+
+class HotReply:
+    __slots__ = ("body", "cache_control", "rc", "status")
+
+    def __init__(self, status: int, rc: int, body: bytes, cache_control: str):
+        self.status = status
+        self.rc = rc
+        self.body = body  # the JSON, before any JSONP wrapping
+        self.cache_control = cache_control
+
+
+def shape_of(request: web.Request) -> tuple[bytes, str | None] | None:
+    """(key, JSONP callback) of a request whose reply may be kept; None otherwise."""
+    if "Authorization" in request.headers:
+        return None
+    raw = request.raw_path
+    path, _, query = raw.partition("?")
+    if not query:
+        return raw.encode(), None
+    callback = None
+    try:
+        if "auth" in query and params.flag(request.query, "auth"):
+            return None
+        if "callback" in query:
+            callback = params.callback(request.query)
+            query = "&".join(p for p in query.split("&") if not p.startswith("callback="))
+    except ApiError:
+        return None  # the full path reports the bad parameter
+    return f"{path}?{query}".encode(), callback
+
+
+class HotReplies:
+    def __init__(self, cache: RecordCache):
+        self.cache = cache
+        self.replies = cache.reply_map("http")
+        self.stats = FrontStats()
+
+    def lookup(self, shape: bytes, callback: str | None) -> web.Response | None:
+        hit = self.replies.get(shape)
+        if hit is None:
+            return None
+        entry, reply = hit
+        if entry.expires <= self.cache.monotonic():
+            return None
+        assert isinstance(reply, HotReply)
+        self.cache.touch(entry)
+        self.stats.hit(reply.rc)
+        return _response(reply, callback)
+
+    def keep(self, shape: bytes, entry: Entry, reply: HotReply) -> None:
+        self.stats.misses += 1
+        self.cache.add_reply(self.replies, shape, entry, reply, len(reply.body) + len(reply.cache_control))
+
+
+def _response(reply: HotReply, callback: str | None) -> web.Response:
+    body, ctype = reply.body, JSON_TYPE
+    if callback:
+        body, ctype = b"/**/" + callback.encode("ascii") + b"(" + body + b");", JSONP_TYPE
+    resp = web.Response(body=body, status=reply.status, content_type=ctype, charset="utf-8")
+    resp.headers["X-Content-Type-Options"] = "nosniff"
+    resp.headers["Cache-Control"] = reply.cache_control
+    resp[RC_KEY] = reply.rc
+    return resp

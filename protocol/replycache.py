@@ -1,0 +1,82 @@
+"""Ready-to-send resolution replies: what part of a request decides the reply, and how
+a cached reply is fitted to a new request without re-encoding it.
+
+A resolution reply depends on the request's version bytes (envelope bytes 0-3: the
+reply version is negotiated from them), its header fields other than the expiration
+and body length (opcode, response code, op flags, serial, recursion count) and its
+body (handle, index list, type list). ``resolution_shape`` returns exactly those bytes,
+so two requests with the same shape get the same reply apart from what
+``ReplyTemplate.fit`` patches in: the session and request ids, the expiration the
+server stamps (its clock + 12 h) and, with RRDG, the digest of this request's header
+and body.
+
+Requests that carry a credential or ask for a certified reply (CERT: the signature
+covers the request id) have no shape: they are answered from scratch every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from .codes import OpFlag
+from .message import ENVELOPE_BYTES, EXPIRATION_OFFSET, HEADER_BYTES, LENGTH_OFFSET
+from .negotiate import REPLY_LIFETIME_S
+
+_U32 = struct.Struct(">I")
+_RESOLUTION = b"\x00\x00\x00\x01"  # OpCode.RESOLUTION as it appears at byte 20
+_NO_CREDENTIAL = b"\x00\x00\x00\x00"
+_OPCODE_AT = ENVELOPE_BYTES
+_FLAGS_AT = ENVELOPE_BYTES + 8
+_BODY_LENGTH_AT = ENVELOPE_BYTES + 20
+_BODY_AT = ENVELOPE_BYTES + HEADER_BYTES
+_MIN_REQUEST = _BODY_AT + 4 + 4 + 4 + 4  # empty handle, index and type lists, credential
+_CERT = int(OpFlag.CERT)
+_RRDG = int(OpFlag.RRDG)
+_DIGEST_AT = _BODY_AT + 1  # after the hash-type byte
+# Reply versions from 2.1 carry "u8 hash type + digest"; below 2.1 no digest is sent
+# (protocol.negotiate), so only these two occur.
+_DIGESTS = {2: (hashlib.sha1, 20), 3: (hashlib.sha256, 32)}
+
+
+def resolution_shape(data: bytes) -> bytes | None:
+    """The bytes of a whole resolution request that its reply depends on; None when
+    the request is not a plain, cacheable resolution."""
+    if len(data) < _MIN_REQUEST or data[_OPCODE_AT:_OPCODE_AT + 4] != _RESOLUTION:
+        return None
+    end = _BODY_AT + _U32.unpack_from(data, _BODY_LENGTH_AT)[0]
+    if (
+        end + 4 != len(data)
+        or data[end:] != _NO_CREDENTIAL
+        or _U32.unpack_from(data, LENGTH_OFFSET)[0] != len(data) - ENVELOPE_BYTES
+        or _U32.unpack_from(data, _FLAGS_AT)[0] & _CERT
+    ):
+        return None
+    return data[0:4] + data[_OPCODE_AT + 4:EXPIRATION_OFFSET] + data[_BODY_AT:end]
+
+
+class ReplyTemplate:
+    """An encoded reply (envelope included) made for one request, refittable to
+    another request of the same shape."""
+
+    __slots__ = ("data", "digest", "rc")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        self.rc: int = _U32.unpack_from(data, _OPCODE_AT + 4)[0]
+        self.digest: tuple[Callable[[Any], Any], int] | None = None
+        if _U32.unpack_from(data, _FLAGS_AT)[0] & _RRDG and len(data) > _DIGEST_AT:
+            self.digest = _DIGESTS.get(data[_BODY_AT])
+
+    def fit(self, request: bytes, now: float) -> bytearray:
+        """This reply, addressed to ``request`` (same shape) and stamped at ``now``."""
+        out = bytearray(self.data)
+        out[4:12] = request[4:12]  # session id, request id
+        _U32.pack_into(out, EXPIRATION_OFFSET, (int(now) + REPLY_LIFETIME_S) & 0xFFFFFFFF)
+        if self.digest is not None:
+            new_hash, size = self.digest
+            end = len(request) - 4  # the shape guarantees an empty credential
+            out[_DIGEST_AT:_DIGEST_AT + size] = new_hash(memoryview(request)[ENVELOPE_BYTES:end]).digest()
+        return out

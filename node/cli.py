@@ -37,7 +37,7 @@ EXIT_USAGE = 2
 
 # Options that map one-to-one onto settings; given on the command line they win.
 _GLOBAL_SETTINGS = ("database_url", "data_dir", "embedded_user", "log_format", "log_level")
-_SERVE_SETTINGS = ("bind", "handle_port", "http_port", "admin_port", "role", "prefixes")
+_SERVE_SETTINGS = ("bind", "handle_port", "http_port", "admin_port", "role", "prefixes", "workers")
 
 
 class UserError(Exception):
@@ -84,6 +84,14 @@ def _settings_flags(args: argparse.Namespace, names: Sequence[str]) -> dict[str,
 
 
 async def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.workers > 1:
+        from .workers import SupervisorError, supervise
+
+        try:
+            await supervise(settings)
+        except SupervisorError as exc:  # e.g. workers failing to start: a setting to fix
+            raise UserError(str(exc)) from None
+        return 0
     from .app import serve
 
     await serve(settings)
@@ -294,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--admin-port", type=int, default=argparse.SUPPRESS, help="health and metrics port")
     p.add_argument("--role", default=argparse.SUPPRESS, help="node role (default secondary)")
     p.add_argument("--prefixes", default=argparse.SUPPRESS, help="comma-separated prefixes served")
+    p.add_argument(
+        "--workers", type=int, default=argparse.SUPPRESS,
+        help="serving processes sharing the ports (default 1); worker i's admin port is admin-port + i",
+    )
     p.add_argument("--demo", action="store_true", default=None, help="seed demo textile and elevator data")
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)

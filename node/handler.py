@@ -27,7 +27,7 @@ from protocol.msgsign import sign_message
 from protocol.negotiate import build_reply
 from protocol.replycache import ReplyTemplate, resolution_shape
 
-from .cache.records import RecordCache
+from .cache.records import REGISTRY_UNAVAILABLE, RecordCache
 from .cache.stats import FrontStats
 from .metrics import NodeMetrics
 from .resolver import (
@@ -122,6 +122,11 @@ class NativeHandler:
                 reply = await operation(request, data, peer, now)
         except ProtocolError as exc:
             reply = self._reply(request, exc.response_code, ErrorReply(exc.message), now)
+        except REGISTRY_UNAVAILABLE as exc:
+            # Nothing cached to fall back on: "too busy" tells the client to retry later.
+            log.warning("native %s: registry unavailable: %s", op, type(exc).__name__)
+            self.metrics.registry_errors.labels(op).inc()
+            reply = self._reply(request, ResponseCode.SERVER_TOO_BUSY, ErrorReply("the registry is unavailable; retry later"), now)
         except Exception:
             log.exception("native %s request failed", op)
             self.metrics.registry_errors.labels(op).inc()

@@ -21,16 +21,17 @@ import struct
 from collections.abc import Callable
 from typing import Any
 
-from .codes import OpFlag
-from .message import ENVELOPE_BYTES, EXPIRATION_OFFSET, HEADER_BYTES, LENGTH_OFFSET
+from .codes import OpCode, OpFlag
+from .message import ENVELOPE_BYTES, EXPIRATION_OFFSET, HEADER_BYTES
 from .negotiate import REPLY_LIFETIME_S
 
 _U32 = struct.Struct(">I")
-_RESOLUTION = b"\x00\x00\x00\x01"  # OpCode.RESOLUTION as it appears at byte 20
+_RESOLUTION = int(OpCode.RESOLUTION)
+# Envelope length (16), opcode (20), op flags (28), body length (40) in one unpack.
+_FIELDS = struct.Struct(">16xII4xI8xI")
 _NO_CREDENTIAL = b"\x00\x00\x00\x00"
 _OPCODE_AT = ENVELOPE_BYTES
 _FLAGS_AT = ENVELOPE_BYTES + 8
-_BODY_LENGTH_AT = ENVELOPE_BYTES + 20
 _BODY_AT = ENVELOPE_BYTES + HEADER_BYTES
 _MIN_REQUEST = _BODY_AT + 4 + 4 + 4 + 4  # empty handle, index and type lists, credential
 _CERT = int(OpFlag.CERT)
@@ -43,18 +44,21 @@ _DIGESTS = {2: (hashlib.sha1, 20), 3: (hashlib.sha256, 32)}
 
 def resolution_shape(data: bytes) -> bytes | None:
     """The bytes of a whole resolution request that its reply depends on; None when
-    the request is not a plain, cacheable resolution."""
-    if len(data) < _MIN_REQUEST or data[_OPCODE_AT:_OPCODE_AT + 4] != _RESOLUTION:
+    the request is not a plain, cacheable resolution. (On the hot path of every
+    datagram: one unpack, then slices.)"""
+    n = len(data)
+    if n < _MIN_REQUEST:
         return None
-    end = _BODY_AT + _U32.unpack_from(data, _BODY_LENGTH_AT)[0]
+    length, opcode, flags, body_length = _FIELDS.unpack_from(data)
     if (
-        end + 4 != len(data)
-        or data[end:] != _NO_CREDENTIAL
-        or _U32.unpack_from(data, LENGTH_OFFSET)[0] != len(data) - ENVELOPE_BYTES
-        or _U32.unpack_from(data, _FLAGS_AT)[0] & _CERT
+        opcode != _RESOLUTION
+        or length != n - ENVELOPE_BYTES
+        or body_length + _BODY_AT + 4 != n
+        or flags & _CERT
+        or data[n - 4:] != _NO_CREDENTIAL
     ):
         return None
-    return data[0:4] + data[_OPCODE_AT + 4:EXPIRATION_OFFSET] + data[_BODY_AT:end]
+    return data[0:4] + data[_OPCODE_AT + 4:EXPIRATION_OFFSET] + data[_BODY_AT:n - 4]
 
 
 class ReplyTemplate:

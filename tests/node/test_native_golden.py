@@ -23,15 +23,18 @@ suggesting 2.1, 3.0): they replay like any other exchange.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import struct
+import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
 from node.app import Node
-from protocol.bodies import ResolutionReply, SiteInfoReply
+from protocol.bodies import ResolutionReply, ResolutionRequest, SiteInfoReply
 from protocol.codes import OpCode, ResponseCode
 from protocol.handle import parse_handle
 from protocol.message import (
@@ -186,3 +189,53 @@ async def test_site_info_replay(golden_node: Node, number: int) -> None:
     )
     assert dataclasses.replace(ref_site, servers=(ported,)) == site.info
     assert growth == 6  # the HTTP interface: u8 type, u8 protocol, u32 port
+
+
+
+def _cache_hits(node: Node, transport: str) -> float:
+    labels = {"front": "udp" if transport == "udp" else "tcp", "op": "resolution"}
+    return node.metrics.registry.get_sample_value("idnode_cache_hits_total", labels) or 0.0
+
+
+async def _announce_change(node: Node, key: str) -> None:
+    """Notify a change of ``key`` as any committed write does (migration 0003's payload:
+    clock line, then keys) and wait until the node has dropped its cache entry."""
+    assert node.cache is not None and node.db is not None
+    dropped = node.cache.invalidated(key)
+    conn = await asyncpg.connect(node.db.dsn)
+    try:
+        await conn.execute("SELECT pg_notify('idnode_handles', $1)", f"{int(time.time() * 1000)}\n{key}")
+    finally:
+        await conn.close()
+    await asyncio.wait_for(dropped, 5.0)
+
+
+@module_loop
+@pytest.mark.parametrize("exchange", EXCHANGES, ids=lambda e: f"#{e.number}")
+async def test_replay_twice_the_cached_reply_matches(golden_node: Node, exchange: Exchange) -> None:
+    """Each captured request sent twice. The second is answered from the reply cache
+    (resolutions answered from a record or its absence: not site info, not the #22
+    referral) and is the first reply again but for the expiration, so it matches the
+    capture with exceptions (a)-(c) as above.
+
+    The handle's entry is dropped first (a change notification), so each exchange
+    starts cold whatever ran before on this node: an entry keeps at most
+    MAX_REPLIES_PER_ENTRY reply shapes, and the capture holds 12 of 88.118.2/ABC123."""
+    request, expected, transport = captured(exchange)
+    body = decode(request).body
+    if isinstance(body, ResolutionRequest):
+        await _announce_change(golden_node, parse_handle(body.handle).key)
+    before = _cache_hits(golden_node, transport)
+    first = await replay(golden_node, exchange)
+    assert _cache_hits(golden_node, transport) == before  # cold: the full path
+    second = await replay(golden_node, exchange)
+    cacheable = exchange.number not in SITE_INFO and exchange.number != 22
+    assert _cache_hits(golden_node, transport) - before == (1 if cacheable else 0)
+    assert expiration(first[0]) == expiration(second[0]) == EXPIRATION  # the node's clock is fixed
+    assert [with_expiration(second[0], 0), *second[1:]] == [with_expiration(first[0], 0), *first[1:]]
+    if exchange.number in SITE_INFO:
+        return  # (b): compared with the capture by test_site_info_replay
+    expected = [with_expiration(expected[0], EXPIRATION), *expected[1:]]
+    assert [d.hex() for d in second] == [d.hex() for d in expected], exchange.title
+    if transport == "udp":
+        assert all(len(d) <= 512 for d in second)

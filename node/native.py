@@ -66,8 +66,8 @@ class UdpFront(asyncio.DatagramProtocol):
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        if self.closing:
-            return  # shutting down: in-flight requests finish, new ones are not taken
+        # Cache hits are answered even while closing: they cost no task, and during a
+        # rolling restart (SO_REUSEPORT) this socket still gets its share until closed.
         if self._cached is not None:
             started = perf_counter()
             reply = self._cached(data, "udp")
@@ -80,6 +80,8 @@ class UdpFront(asyncio.DatagramProtocol):
                             self.transport.sendto(datagram, addr)
                 self._stats.observe(perf_counter() - started)
                 return
+        if self.closing:
+            return  # shutting down: in-flight requests finish, new ones are not taken
         if self.inflight >= self.max_inflight:
             self.metrics.dropped.labels("udp", "overload").inc()
             return

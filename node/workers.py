@@ -17,7 +17,7 @@ port picked by the kernel for one SO_REUSEPORT socket could be shared with anoth
 Ports given explicitly are checked free (binding without SO_REUSEPORT), or two nodes
 would silently share them.
 
-Workers are ``python -m node.workers`` subprocesses, not multiprocessing: forking would
+Workers are ``python -m node.worker`` subprocesses, not multiprocessing: forking would
 copy a running loop, its threads and the database pool, and spawn re-imports the main
 module and pickles; a fresh interpreter whose settings arrive as data, validated by
 ``load_settings`` like any others, has none of that and is an ordinary process to ``ps``
@@ -55,7 +55,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
-import os
 import signal
 import socket
 import sys
@@ -69,17 +68,10 @@ from typing import Any
 
 import orjson
 
-from protocol.errors import ProtocolError
-from registry.errors import RegistryError
-
 from . import __version__
-from .app import Node, serve
 from .database import Database, node_database
-from .keys import KeyStoreError
-from .logs import setup_logging
-from .loop import install_fast_loop
 from .seed import seed_demo
-from .settings import Settings, SettingsError, load_settings
+from .settings import Settings, SettingsError
 from .signing import build_signer
 from .site import SiteKeyError, load_or_create_site_key
 from .tls import server_ssl_context
@@ -87,7 +79,7 @@ from .writes import WriteService
 
 log = logging.getLogger("idnode.workers")
 
-WORKER_COMMAND = (sys.executable, "-m", "node.workers")
+WORKER_COMMAND = (sys.executable, "-m", "node.worker")  # node/worker.py
 _MAX_FAILED_STARTS = 3
 _BACKOFF_FIRST_S = 0.5
 _BACKOFF_MAX_S = 10.0
@@ -95,8 +87,6 @@ _STABLE_S = 30.0  # a worker up this long before it died restarts without backof
 _START_TIMEOUT_S = 60.0  # database connect, key decryption, binding: generous
 _EXIT_MARGIN_S = 5.0  # after shutdown_timeout_s: closing the pool, leaving the interpreter
 _PORT_ATTEMPTS = 20
-# A worker reports these as one line (as ``idnode`` does); OSError: a port or file.
-_WORKER_ERRORS = (RegistryError, ProtocolError, KeyStoreError, SiteKeyError, OSError)
 
 
 class SupervisorError(Exception):
@@ -434,109 +424,3 @@ async def supervise(settings: Settings, *, clock: Callable[[], float] = time.tim
         for sig in signals:
             loop.remove_signal_handler(sig)
     log.info("idnode stopped")
-
-
-# -- the worker process ------------------------------------------------------------------
-
-
-class _WorkerLog(logging.Filter):
-    """Tags a worker's records with its index. The node's own "ready:" line becomes
-    "worker i up:": the supervisor announces the node ready once every worker is, and
-    whoever watches the log for that line must see it once, from the supervisor."""
-
-    def __init__(self, index: int, text: bool):
-        super().__init__()
-        self.index = index
-        self.text = text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.name == "idnode.node" and isinstance(record.msg, str) and " ready: " in record.msg:
-            record.msg = record.msg.replace(" ready: ", f" worker {self.index} up: ", 1)
-        record.worker = self.index  # a field of its own in JSON logs
-        if self.text:
-            record.name = f"{record.name}/w{self.index}"
-        return True
-
-
-class _Report:
-    """The worker's one report line to the supervisor (stdout, see the module docstring)."""
-
-    def __init__(self, fd: int):
-        self.fd: int | None = fd
-
-    def send(self, obj: dict[str, Any]) -> None:
-        if self.fd is None:
-            return
-        fd, self.fd = self.fd, None
-        try:
-            os.write(fd, orjson.dumps(obj) + b"\n")
-        except OSError:
-            pass  # the supervisor is gone; stdin's end stops us
-        finally:
-            os.close(fd)
-
-
-def _read_order(fd: int) -> dict[str, Any]:
-    data = b""
-    while not data.endswith(b"\n"):
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        data += chunk
-    order = orjson.loads(data)
-    if not isinstance(order, dict):
-        raise TypeError("the order is not a JSON object")
-    return order
-
-
-async def _serve_worker(settings: Settings, report: _Report) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-
-    def supervisor_gone() -> None:
-        if not os.read(0, 4096):
-            loop.remove_reader(0)
-            log.warning("the supervisor is gone; stopping")
-            stop.set()
-
-    def ready(node: Node) -> None:
-        report.send({"ready": {"admin": node.admin_port, "handle": node.handle_port, "http": node.http_port}})
-        loop.add_reader(0, supervisor_gone)
-
-    await serve(settings, stop=stop, on_ready=ready)
-
-
-def worker_main() -> int:
-    """One worker process: read its order, serve until told to stop."""
-    report = _Report(os.dup(1))
-    os.dup2(2, 1)  # stray prints land in the log, never in the report pipe
-    index = -1
-    try:
-        order = _read_order(0)
-        index = int(order["index"])
-        settings = load_settings(env={}, flags=order["settings"])
-    except (SettingsError, ValueError, KeyError, TypeError) as exc:
-        message = f"bad worker order: {exc}"
-        report.send({"error": message})
-        sys.stderr.write(f"idnode: error: worker {index}: {message}\n")
-        return 2
-    setup_logging(settings.log_format, settings.log_level)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_WorkerLog(index, settings.log_format == "text"))
-    install_fast_loop()
-    try:
-        asyncio.run(_serve_worker(settings, report))
-    except KeyboardInterrupt:
-        return 130
-    except (*_WORKER_ERRORS, SettingsError) as exc:
-        report.send({"error": str(exc)})
-        sys.stderr.write(f"idnode: error: worker {index}: {exc}\n")
-        return 2 if isinstance(exc, SettingsError) else 1
-    except BaseException as exc:
-        report.send({"error": f"{type(exc).__name__}: {exc}"})
-        raise
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(worker_main())

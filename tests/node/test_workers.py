@@ -45,7 +45,7 @@ def worker_pids(supervisor: int) -> set[int]:
             continue  # ended while we looked
         # Fields after the parenthesised command name: state, ppid, ...
         state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == supervisor and state != "Z" and b"node.workers" in cmdline:
+        if int(ppid) == supervisor and state != "Z" and b"node.worker" in cmdline:
             found.add(int(entry.name))
     return found
 

@@ -27,7 +27,7 @@ from protocol.msgsign import sign_message
 from protocol.negotiate import build_reply
 from protocol.replycache import ReplyTemplate, resolution_shape
 
-from .cache.records import REGISTRY_UNAVAILABLE, RecordCache
+from .cache.records import REGISTRY_UNAVAILABLE, Entry, RecordCache
 from .cache.stats import FrontStats
 from .metrics import NodeMetrics
 from .resolver import (
@@ -42,6 +42,16 @@ from .resolver import (
 from .site import Site
 
 log = logging.getLogger("idnode.native")
+
+
+class NativeReply(ReplyTemplate):
+    """A ready-to-send resolution reply kept in the cache (node.cache.records.Kept)."""
+
+    __slots__ = ("entry",)
+    entry: Entry
+
+    def nbytes(self) -> int:
+        return len(self.head)  # the tail, if any, is the entry's own wire bytes
 
 Operation = Callable[[Message, bytes, "Peer", float], Awaitable[bytes]]
 
@@ -171,7 +181,7 @@ class NativeHandler:
             shape = resolution_shape(data)
             if shape is not None:
                 self.front_stats[peer.transport].misses += 1
-                self.cache.add_reply(self.replies, shape, entry, ReplyTemplate(encoded), len(encoded))
+                self.cache.add_reply(self.replies, shape, entry, NativeReply(encoded, entry.wire))
         return encoded
 
     def cached_reply(self, data: bytes, transport: str) -> bytearray | None:
@@ -186,13 +196,13 @@ class NativeHandler:
         hit = replies.get(shape)
         if hit is None:
             return None
-        entry, template = hit
+        entry = hit.entry
         assert self.cache is not None
         if entry.expires <= self.cache.monotonic():
             return None
         self.cache.touch(entry)
-        self.front_stats[transport].hit(template.rc)  # type: ignore[attr-defined]
-        return template.fit(data, self.clock())  # type: ignore[attr-defined, no-any-return]
+        self.front_stats[transport].hit(hit.rc)
+        return hit.fit(data, self.clock())  # type: ignore[no-any-return]
 
     async def op_site_info(self, request: Message, data: bytes, peer: Peer, now: float) -> bytes:
         self.metrics.requests.labels(peer.transport, "get_site_info", "1").inc()

@@ -63,24 +63,48 @@ def resolution_shape(data: bytes) -> bytes | None:
 
 class ReplyTemplate:
     """An encoded reply (envelope included) made for one request, refittable to
-    another request of the same shape."""
+    another request of the same shape.
 
-    __slots__ = ("data", "digest", "rc")
+    ``shared_tail``: bytes the reply ends with, just before its empty credential, that
+    the caller keeps anyway (a record's values in wire form, which a resolution reply
+    carries verbatim when nothing was filtered out). They are referenced, not copied:
+    a cache of a million replies would otherwise hold every record twice.
+    """
 
-    def __init__(self, data: bytes):
-        self.data = data
+    __slots__ = ("digest", "head", "rc", "tail")
+
+    def __init__(self, data: bytes, shared_tail: bytes | None = None):
+        end = len(data) - 4
+        self.tail: bytes | None
+        if (
+            shared_tail is not None
+            and data[end:] == _NO_CREDENTIAL
+            and end - len(shared_tail) > _BODY_AT
+            and data[end - len(shared_tail):end] == shared_tail
+        ):
+            self.head, self.tail = data[:end - len(shared_tail)], shared_tail
+        else:
+            self.head, self.tail = data, None
         self.rc: int = _U32.unpack_from(data, _OPCODE_AT + 4)[0]
         self.digest: tuple[Callable[[Any], Any], int] | None = None
         if _U32.unpack_from(data, _FLAGS_AT)[0] & _RRDG and len(data) > _DIGEST_AT:
             self.digest = _DIGESTS.get(data[_BODY_AT])
 
+    @property
+    def data(self) -> bytes:
+        """The reply as it was made."""
+        return self.head if self.tail is None else self.head + self.tail + _NO_CREDENTIAL
+
     def fit(self, request: bytes, now: float) -> bytearray:
         """This reply, addressed to ``request`` (same shape) and stamped at ``now``."""
-        out = bytearray(self.data)
+        out = bytearray(self.head)
         out[4:12] = request[4:12]  # session id, request id
         _U32.pack_into(out, EXPIRATION_OFFSET, (int(now) + REPLY_LIFETIME_S) & 0xFFFFFFFF)
         if self.digest is not None:
             new_hash, size = self.digest
             end = len(request) - 4  # the shape guarantees an empty credential
             out[_DIGEST_AT:_DIGEST_AT + size] = new_hash(memoryview(request)[ENVELOPE_BYTES:end]).digest()
+        if self.tail is not None:
+            out += self.tail
+            out += _NO_CREDENTIAL
         return out

@@ -30,10 +30,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import asyncpg
 
 from protocol.codes import TTLType
+from protocol.valuecodec import decode_values
 from protocol.values import HandleValue
 from registry.errors import DatabaseUnavailable
 from registry.store import RawRecord
@@ -45,16 +47,27 @@ REGISTRY_UNAVAILABLE: tuple[type[BaseException], ...] = (
     DatabaseUnavailable, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError, asyncpg.QueryCanceledError, OSError, TimeoutError,
 )  # fmt: skip
-# Rough CPython cost of an entry beyond its strings and bytes (the OrderedDict node,
-# the Entry, the key), and of a reply beyond its shape and payload (the map slot and
-# tuple): counted so the byte bound tracks the process's memory, not just the data.
-ENTRY_OVERHEAD = 280
-REPLY_OVERHEAD = 160
+# CPython cost of an entry beyond its payload (the OrderedDict node, the Entry, its
+# expiry, object headers), and of a kept reply beyond its payload (the map slot, the
+# reply object), measured with 1e5 entries: the byte bound tracks the RSS.
+ENTRY_OVERHEAD = 380
+REPLY_OVERHEAD = 220
 # More shapes than this per handle (index/type combinations) are answered, not cached:
 # a client cycling through filters must not grow one entry without bound.
 MAX_REPLIES_PER_ENTRY = 8
 
-ReplyMap = dict[bytes, tuple["Entry", object]]
+
+class Kept(Protocol):
+    """A front's ready-to-send reply, kept against the entry it was built from."""
+
+    entry: Entry
+
+    def nbytes(self) -> int:
+        """Memory of its own (bytes shared with the entry, such as the values, excluded)."""
+        ...
+
+
+ReplyMap = dict[bytes, Any]  # shape -> Kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,20 +81,46 @@ class CachePolicy:
 
 
 class Entry:
-    __slots__ = ("expires", "key", "live", "raw", "replies", "size")
+    """One handle as stored (or known absent), and the replies kept against it. It
+    reads like a ``RawRecord`` (``handle``, ``wire``, ``version``, ``decoded``): a million
+    of these are the cache, so there is no second object per row."""
 
-    def __init__(self, key: str, raw: RawRecord | None, expires: float, size: int):
+    __slots__ = ("expires", "handle", "key", "live", "replies", "version", "wire")
+
+    def __init__(self, key: str, raw: RawRecord | None, expires: float):
         self.key = key
-        self.raw = raw  # None: the handle does not exist
+        # Registered spellings are usually the key itself: share the string.
+        self.handle = key if raw is None or raw.handle == key else raw.handle
+        self.wire = raw.wire if raw is not None else None  # None: the handle does not exist
+        self.version = raw.version if raw is not None else 0
         self.expires = expires  # monotonic seconds
-        self.size = size
         self.live = True
-        self.replies: list[tuple[ReplyMap, bytes, int]] | None = None  # (map, shape, cost)
+        # Flat (map, shape, map, shape...): a tuple of two costs less than a list of one
+        # pair, times a million entries.
+        self.replies: tuple[Any, ...] | None = None
+
+    @property
+    def raw(self) -> Entry | None:
+        return self if self.wire is not None else None
+
+    def decoded(self) -> tuple[HandleValue, ...]:
+        return decode_values(self.wire) if self.wire is not None else ()
+
+    def nbytes(self) -> int:
+        own = ENTRY_OVERHEAD + len(self.key) + len(self.wire or b"")
+        if self.handle is not self.key:
+            own += len(self.handle)
+        replies = self.replies or ()
+        for i in range(0, len(replies), 2):
+            kept = replies[i].get(replies[i + 1])
+            if kept is not None:
+                own += REPLY_OVERHEAD + len(replies[i + 1]) + kept.nbytes()
+        return own
 
 
 @dataclass(frozen=True, slots=True)
 class Lookup:
-    raw: RawRecord | None
+    raw: RawRecord | Entry | None
     # The entry replies may be cached against; None when the answer must not be
     # (served stale, read while incoherent, a poisoned read, TTL 0).
     entry: Entry | None
@@ -147,7 +186,7 @@ class RecordCache:
         if entry is not None and self.coherent and entry.expires > now:
             self.entries.move_to_end(key)
             self.stats.hits += 1
-            if entry.raw is None:
+            if entry.wire is None:
                 self.stats.negative_hits += 1
             return Lookup(entry.raw, entry)
         self.stats.misses += 1
@@ -195,7 +234,7 @@ class RecordCache:
             self._drop(key)
             return Lookup(raw, None, values=values)
         old = self.entries.get(key)
-        if old is not None and old.raw is not None and raw is not None and old.raw.version > raw.version:
+        if old is not None and old.wire is not None and raw is not None and old.version > raw.version:
             # Only while a recreated handle's notification is still on its way can an
             # older row meet a newer one here: keep the newer.
             return Lookup(raw, None, values=values)
@@ -226,31 +265,30 @@ class RecordCache:
 
     def _insert(self, key: str, raw: RawRecord | None, ttl: float) -> Entry:
         self._drop(key)
-        size = ENTRY_OVERHEAD + 2 * len(key) + (len(raw.wire) + len(raw.handle) if raw else 0)
-        entry = Entry(key, raw, self.monotonic() + ttl, size)
+        entry = Entry(key, raw, self.monotonic() + ttl)
         self.entries[key] = entry
-        self.bytes += size
+        self.bytes += entry.nbytes()
         self._evict()
         return entry
 
     def reply_map(self, front: str) -> ReplyMap:
-        """The map a front keeps its ready-to-send replies in: shape -> (entry, reply)."""
+        """The map a front keeps its ready-to-send replies in: shape -> ``Kept``."""
         return self._maps.setdefault(front, {})
 
-    def add_reply(self, replies: ReplyMap, shape: bytes, entry: Entry, reply: object, size: int) -> bool:
+    def add_reply(self, replies: ReplyMap, shape: bytes, entry: Entry, reply: Kept) -> bool:
         """Keep a reply built from ``entry`` (False: not kept). A reply is kept only
         while its entry is the live one for its handle and the cache is coherent."""
         if not entry.live or not self.coherent or shape in replies:
             return False
         if entry.replies is None:
-            entry.replies = []
-        elif len(entry.replies) >= MAX_REPLIES_PER_ENTRY:
+            entry.replies = (replies, shape)
+        elif len(entry.replies) >= 2 * MAX_REPLIES_PER_ENTRY:
             return False
-        cost = REPLY_OVERHEAD + len(shape) + size
-        entry.replies.append((replies, shape, cost))
-        entry.size += cost
-        self.bytes += cost
-        replies[shape] = (entry, reply)
+        else:
+            entry.replies += (replies, shape)
+        reply.entry = entry
+        replies[shape] = reply
+        self.bytes += REPLY_OVERHEAD + len(shape) + reply.nbytes()
         self._evict()
         return entry.live
 
@@ -267,10 +305,11 @@ class RecordCache:
 
     def _unlink(self, entry: Entry) -> None:
         entry.live = False
-        self.bytes -= entry.size
-        if entry.replies:
-            for replies, shape, _ in entry.replies:
-                replies.pop(shape, None)
+        self.bytes -= entry.nbytes()
+        replies = entry.replies
+        if replies:
+            for i in range(0, len(replies), 2):
+                replies[i].pop(replies[i + 1], None)
 
     def _drop(self, key: str) -> bool:
         entry = self.entries.pop(key, None)
@@ -315,14 +354,11 @@ class RecordCache:
         if not coherent:
             for flight in self._flights.values():
                 flight.poisoned = True
+            for entry in self.entries.values():
+                entry.replies = None
             for replies in self._maps.values():
                 replies.clear()
-            for entry in self.entries.values():
-                if entry.replies:
-                    cost = sum(c for _, _, c in entry.replies)
-                    entry.size -= cost
-                    self.bytes -= cost
-                entry.replies = None
+            self.bytes = sum(e.nbytes() for e in self.entries.values())
 
     def invalidated(self, key: str) -> asyncio.Future[None]:
         """A future done at the next invalidation of ``key`` (tests and the lag

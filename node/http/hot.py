@@ -20,13 +20,19 @@ from .reply import JSON_TYPE, JSONP_TYPE, RC_KEY
 
 
 class HotReply:
-    __slots__ = ("body", "cache_control", "rc", "status")
+    """A ready-to-send GET reply kept in the cache (node.cache.records.Kept)."""
+
+    __slots__ = ("body", "cache_control", "entry", "rc", "status")
+    entry: Entry
 
     def __init__(self, status: int, rc: int, body: bytes, cache_control: str):
         self.status = status
         self.rc = rc
         self.body = body  # the JSON, before any JSONP wrapping
         self.cache_control = cache_control
+
+    def nbytes(self) -> int:
+        return len(self.body) + len(self.cache_control)
 
 
 def shape_of(request: web.Request) -> tuple[bytes, str | None] | None:
@@ -60,20 +66,19 @@ class HotReplies:
         self.stats = FrontStats()
 
     def lookup(self, shape: bytes, callback: str | None) -> web.Response | None:
-        hit = self.replies.get(shape)
-        if hit is None:
+        reply = self.replies.get(shape)
+        if reply is None:
             return None
-        entry, reply = hit
+        entry = reply.entry
         if entry.expires <= self.cache.monotonic():
             return None
-        assert isinstance(reply, HotReply)
         self.cache.touch(entry)
         self.stats.hit(reply.rc)
         return _response(reply, callback)
 
     def keep(self, shape: bytes, entry: Entry, reply: HotReply) -> None:
         self.stats.misses += 1
-        self.cache.add_reply(self.replies, shape, entry, reply, len(reply.body) + len(reply.cache_control))
+        self.cache.add_reply(self.replies, shape, entry, reply)
 
 
 def _response(reply: HotReply, callback: str | None) -> web.Response:

@@ -36,6 +36,7 @@ from protocol.message import (
 )
 from protocol.negotiate import REPLY_LIFETIME_S, build_reply, digest_hash_type, reply_version
 from protocol.replycache import ReplyTemplate, resolution_shape
+from protocol.valuecodec import encode_values
 from protocol.values import HandleValue
 from tests.protocol.golden import Exchange, load
 
@@ -293,6 +294,15 @@ def check_fit(request1: bytes, request2: bytes, rc: int, body: Body) -> bytes:
     got = template.fit(request2, T2)
     assert bytes(got).hex() == expected.hex()
     assert template.data == first  # the template is not changed by fitting
+    if isinstance(body, ResolutionReply) and body.values:
+        # The values section referenced from the record's own wire bytes, not copied.
+        wire = encode_values(body.values)
+        shared = ReplyTemplate(first, shared_tail=wire)
+        assert shared.tail is wire and len(shared.head) == len(first) - len(wire) - 4
+        assert bytes(shared.fit(request2, T2)).hex() == expected.hex()
+        assert shared.data == first
+    unrelated = ReplyTemplate(first, shared_tail=b"\x00\x00\x00\x09not the values")
+    assert unrelated.tail is None and bytes(unrelated.fit(request2, T2)) == expected
     return expected
 
 

@@ -30,6 +30,17 @@ def url_value(url: str, *, ttl: int = 86400, **kw: object) -> HandleValue:
     return HandleValue(1, "URL", url.encode(), ttl=ttl, **kw)  # type: ignore[arg-type]
 
 
+class Kept:
+    """A front's reply of ``size`` bytes, for the cache's own bookkeeping tests."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self.entry: object = None
+
+    def nbytes(self) -> int:
+        return self.size
+
+
 class CacheRig:
     def __init__(self, registry: Registry, cache: RecordCache, listener: InvalidationListener, clock: SteppedClock):
         self.registry, self.cache, self.listener, self.clock = registry, cache, listener, clock

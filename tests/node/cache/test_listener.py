@@ -8,7 +8,7 @@ from typing import Any
 
 from protocol.handle import normalise
 
-from .conftest import url_value
+from .conftest import Kept, url_value
 
 KEY = normalise("88.118.2/ROLL-1")
 
@@ -49,7 +49,7 @@ async def test_nothing_fresh_while_the_listener_is_down(rig: Any) -> None:
     await r.url("88.118.2/ROLL-1")
     replies = r.cache.reply_map("native")
     found = await r.cache.get(KEY)
-    assert found.entry is not None and r.cache.add_reply(replies, b"shape", found.entry, b"x", 1)
+    assert found.entry is not None and r.cache.add_reply(replies, b"shape", found.entry, Kept(1))
     await r.listener.stop()
     assert not r.cache.coherent and not replies  # the fronts stop hitting at once
     reads = r.cache.stats.reads

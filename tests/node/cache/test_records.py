@@ -10,7 +10,7 @@ from node.cache.records import ENTRY_OVERHEAD
 from protocol.codes import TTLType
 from protocol.handle import normalise
 
-from .conftest import WALL, url_value
+from .conftest import WALL, Kept, url_value
 
 KEY = normalise("88.118.2/ROLL-1")
 
@@ -136,9 +136,9 @@ async def test_eviction_by_bytes_counts_replies_too(rig: Any) -> None:
     # A large reply kept against the newest entry pushes older entries out.
     replies = r.cache.reply_map("test")
     assert found.entry is not None
-    r.cache.add_reply(replies, b"shape", found.entry, b"", r.cache.policy.max_bytes // 2)
+    r.cache.add_reply(replies, b"shape", found.entry, Kept(r.cache.policy.max_bytes // 2))
     assert r.cache.bytes <= r.cache.policy.max_bytes and len(r.cache.entries) < kept
-    assert replies and next(iter(replies.values()))[0] is found.entry
+    assert replies and next(iter(replies.values())).entry is found.entry
 
 
 async def test_invalidation_drops_the_fronts_replies(rig: Any) -> None:
@@ -147,12 +147,12 @@ async def test_invalidation_drops_the_fronts_replies(rig: Any) -> None:
     found = await r.cache.get(KEY)
     assert found.entry is not None
     replies = r.cache.reply_map("native")
-    assert r.cache.add_reply(replies, b"s1", found.entry, b"reply", 5)
+    assert r.cache.add_reply(replies, b"s1", found.entry, Kept(5))
     bytes_with_reply = r.cache.bytes
     r.cache.invalidate(KEY)
     assert not replies and r.cache.bytes == 0 < bytes_with_reply
     # A reply built from the dropped entry is not kept afterwards either.
-    assert not r.cache.add_reply(replies, b"s2", found.entry, b"late", 4) and not replies
+    assert not r.cache.add_reply(replies, b"s2", found.entry, Kept(4)) and not replies
 
 
 async def test_single_flight(rig: Any) -> None:

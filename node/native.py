@@ -76,7 +76,7 @@ class UdpFront(asyncio.DatagramProtocol):
                     if len(reply) <= MAX_DATAGRAM_BYTES:
                         self.transport.sendto(reply, addr)
                     else:
-                        for datagram in fragment_encoded(bytes(reply)):
+                        for datagram in fragment_encoded(reply):
                             self.transport.sendto(datagram, addr)
                 self._stats.observe(perf_counter() - started)
                 return

@@ -42,11 +42,22 @@ def fragment(
     ]
 
 
-def fragment_encoded(data: bytes, max_datagram: int = MAX_DATAGRAM_BYTES) -> list[bytes]:
-    """Split an encoded message (envelope included, as ``message.encode`` returns it)."""
+def fragment_encoded(
+    data: bytes | bytearray, max_datagram: int = MAX_DATAGRAM_BYTES
+) -> list[bytes | bytearray]:
+    """Split an encoded message (envelope included, as ``message.encode`` returns it,
+    its length field that of the whole message). By slicing: this runs for every
+    multi-datagram reply the cache sends."""
     if len(data) <= max_datagram:
         return [data]
-    return fragment(Envelope.from_wire(data), data[ENVELOPE_BYTES:], max_datagram)
+    chunk = max_datagram - ENVELOPE_BYTES
+    if chunk <= 0:
+        raise LocalProtocolError(f"a datagram of {max_datagram} bytes cannot hold an envelope")
+    ids, length = data[:SEQUENCE_OFFSET], data[SEQUENCE_OFFSET + 4:ENVELOPE_BYTES]
+    return [
+        ids + seq.to_bytes(4, "big") + length + data[start:start + chunk]
+        for seq, start in enumerate(range(ENVELOPE_BYTES, len(data), chunk))
+    ]
 
 
 def _with_sequence(head: bytes, seq: int) -> bytes:

@@ -67,7 +67,10 @@ async def test_rotate_keeps_old_signatures_valid_and_resign_moves_all(
                 found = await http_node.resolver.resolve(handle, public_only=True)  # type: ignore[union-attr]
                 if not isinstance(found, Found):
                     failures.append(f"{handle}: {found}")
-                answered += 1  # each resolution awaits PostgreSQL: the loop interleaves
+                answered += 1
+                # A cache hit completes without awaiting anything: yield, so the
+                # re-signing interleaves with the resolutions.
+                await asyncio.sleep(0)
 
     out = io.StringIO()
     readers = [asyncio.create_task(resolve_meanwhile()) for _ in range(4)]

@@ -111,22 +111,22 @@ def children_cpu_seconds() -> float:
 # -- udpblast ----------------------------------------------------------------------
 
 
-def build_udpblast(src: Path, out: Path) -> Path:
+def build_udpblast(src: Path, out: Path, libs: Sequence[str] = ()) -> Path:
     """gcc -O2 the load generator into ``out``, unless it is newer than its source."""
     if not src.is_file():
-        raise BenchError(f"udpblast source {src} not found (pass --udpblast-src)")
+        raise BenchError(f"load generator source {src} not found (pass --udpblast-src)")
     if out.exists() and out.stat().st_mtime >= src.stat().st_mtime:
         return out
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
-        raise BenchError("no C compiler (gcc) to build udpblast with")
+        raise BenchError(f"no C compiler (gcc) to build {out.name} with")
     out.parent.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        [gcc, "-O2", "-o", str(out), str(src)],
+        [gcc, "-O2", "-o", str(out), str(src), *libs],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     if result.returncode != 0:
-        raise BenchError(f"building udpblast failed: {result.stderr.strip()}")
+        raise BenchError(f"building {out.name} failed: {result.stderr.strip()}")
     return out
 
 
@@ -236,6 +236,65 @@ def node_env() -> dict[str, str]:
     return env
 
 
+_NODE_PORTS = re.compile(r"idnode \S+ ready: .*admin=\S+:(\d+) handle=(\d+) http=(\d+)")
+
+
+@dataclass
+class NodeProcess:
+    """An ``idnode serve`` we started, and the ports it reported."""
+
+    child: Child
+    handle_port: int
+    http_port: int
+    admin_port: int
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def stop(self) -> None:
+        self.child.stop()
+
+
+def start_idnode(
+    database_url: str,
+    data_dir: Path,
+    *,
+    name: str = "idnode",
+    prefixes: str = "",
+    cpu: int | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    extra_args: Sequence[str] = (),
+    python: str = sys.executable,
+    ready_timeout_s: float = 90.0,
+) -> NodeProcess:
+    """``idnode serve`` on free ports, logging to ``loadtest/out/<name>.log``.
+
+    Like ``start_node``, but configurable through ``extra_env`` (IDNODE_* settings: the
+    cache, workers) and ``extra_args`` (``--demo``), and reporting every front's port.
+    """
+    args = [
+        *taskset(cpu), python, "-m", "node.cli", "serve", "--database-url", database_url,
+        "--data-dir", str(data_dir), "--handle-port", "0", "--admin-port", "0", "--http-port", "0",
+        *(("--prefixes", prefixes) if prefixes else ()), *extra_args,
+    ]  # fmt: skip
+    env = node_env() | dict(extra_env or {})
+    for attempt in range(3):
+        child = Child(name, args, OUT / f"{name}.log", env)
+        try:
+            match = child.wait_for_line(_NODE_PORTS, ready_timeout_s)
+        except BenchError:
+            child.stop()
+            if attempt < 2 and "address already in use" in child.log_text():
+                continue  # port 0: UDP's number may be taken on TCP; pick again (start_node)
+            raise
+        except BaseException:
+            child.stop()
+            raise
+        return NodeProcess(child, int(match.group(2)), int(match.group(3)), int(match.group(1)))
+    raise AssertionError("unreachable")
+
+
 def start_node(
     database_url: str,
     data_dir: Path,
@@ -318,3 +377,66 @@ def udp_outcomes(before: Mapping, after: Mapping) -> tuple[Counter[str], Counter
         elif name == "idnode_dropped_requests_total":
             drops[lab["reason"]] += int(delta)
     return rcs, drops
+
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape_samples(admin_port: int) -> Samples:
+    """Every sample of the node's /metrics (counters, gauges, histogram buckets), keyed
+    by (sample name, sorted labels)."""
+    url = f"http://127.0.0.1:{admin_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    out: Samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def sample_sum(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the samples called ``name`` whose labels include ``labels``."""
+    want = set(labels.items())
+    return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))
+
+
+def histogram_quantile(samples: Samples, name: str, q: float) -> float | None:
+    """The q-quantile of histogram ``name`` (``<name>_bucket`` samples), interpolated
+    linearly inside the bucket as Prometheus' histogram_quantile does; None when empty."""
+    buckets = sorted(
+        (float(dict(lab)["le"]), v) for (n, lab), v in samples.items() if n == f"{name}_bucket"
+    )
+    if not buckets or buckets[-1][1] <= 0:
+        return None
+    rank = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound == float("inf"):
+                return lower_bound  # beyond the last finite bucket: its bound is all we know
+            share = (rank - lower_count) / max(count - lower_count, 1e-12)
+            return lower_bound + (bound - lower_bound) * share
+        lower_bound, lower_count = bound, count
+    return None
+
+
+def rss_bytes(pids: Iterable[int]) -> int:
+    """Resident set size of these processes now (VmRSS; gone ones count 0)."""
+    return sum(_status_kib(pid, "VmRSS:") for pid in pids) * 1024
+
+
+def peak_rss_bytes(pids: Iterable[int]) -> int:
+    """Highest resident set size these processes reached (VmHWM)."""
+    return sum(_status_kib(pid, "VmHWM:") for pid in pids) * 1024
+
+
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -40,6 +40,7 @@ from .http.app import Extension
 from .http.hot import HotReplies
 from .http.proxy import proxy_routes
 from .http.sessions import session_routes
+from .loop import tune_gc
 from .metrics import NodeMetrics
 from .native import NativeServer
 from .resolver import Resolver, ServedPrefixes
@@ -268,6 +269,7 @@ async def serve(
     resolution. ``on_ready`` runs once the node serves (a worker reports its ports)."""
     node = Node(settings, clock=clock)
     await node.start()
+    tune_gc()
     if stop is None:
         stop = asyncio.Event()
     loop = asyncio.get_running_loop()

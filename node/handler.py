@@ -186,7 +186,8 @@ class NativeHandler:
 
     def cached_reply(self, data: bytes, transport: str) -> bytearray | None:
         """The hot path: the ready-to-send reply to ``data`` if one is cached and fresh,
-        fitted to this request; None to take the full path."""
+        fitted to this request; None to take the full path. (The UDP front inlines
+        these steps: there, each call and attribute lookup saved is measurable.)"""
         replies = self.replies
         if not replies:
             return None

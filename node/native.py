@@ -26,6 +26,7 @@ from time import perf_counter
 from protocol.errors import ProtocolError
 from protocol.fragment import MAX_DATAGRAM_BYTES, Reassembler, fragment_encoded
 from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET, MAX_MESSAGE_BYTES
+from protocol.replycache import resolution_shape
 
 from .handler import NativeHandler, Peer
 from .metrics import NodeMetrics
@@ -58,26 +59,37 @@ class UdpFront(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.reassembler = Reassembler()
         self._tasks: set[asyncio.Task[None]] = set()
-        # The hot path: answered here, synchronously, without a task (see NativeHandler).
-        self._cached = handler.cached_reply if handler.replies is not None else None
+        # The hot path, answered here, synchronously, without a task: what it touches,
+        # bound once (every attribute lookup saved is measurable at 50k replies/s).
+        self._replies = handler.replies
+        cache = handler.cache
+        self._touch = cache.entries.move_to_end if cache is not None else None
+        self._monotonic = cache.monotonic if cache is not None else time.monotonic
+        self._wall = handler.clock
         self._stats = handler.front_stats["udp"]
+        self._hits = self._stats.hits
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._sendto = transport.sendto  # type: ignore[attr-defined]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         # Cache hits are answered even while closing: they cost no task, and during a
         # rolling restart (SO_REUSEPORT) this socket still gets its share until closed.
-        if self._cached is not None:
-            started = perf_counter()
-            reply = self._cached(data, "udp")
-            if reply is not None:
-                if self.transport is not None:
-                    if len(reply) <= MAX_DATAGRAM_BYTES:
-                        self.transport.sendto(reply, addr)
-                    else:
-                        for datagram in fragment_encoded(reply):
-                            self.transport.sendto(datagram, addr)
+        replies = self._replies
+        if replies:
+            shape = resolution_shape(data)
+            hit = replies.get(shape) if shape is not None else None
+            if hit is not None and hit.entry.expires > self._monotonic():
+                started = perf_counter()
+                self._touch(hit.entry.key)  # type: ignore[misc]
+                self._hits[hit.rc] = self._hits.get(hit.rc, 0) + 1
+                reply = hit.fit(data, self._wall())
+                if len(reply) <= MAX_DATAGRAM_BYTES:
+                    self._sendto(reply, addr)
+                else:
+                    for datagram in fragment_encoded(reply):
+                        self._sendto(datagram, addr)
                 self._stats.observe(perf_counter() - started)
                 return
         if self.closing:

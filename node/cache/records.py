@@ -10,7 +10,10 @@ Coherence. Entries are trusted only while the invalidation listener is connected
 (``coherent``): every committed write anywhere reaches ``invalidate`` through
 PostgreSQL NOTIFY. A read racing a write must not cache what it read before the write:
 ``invalidate`` poisons the read in flight for that key, so its result is returned to
-its callers but not stored. When the listener drops, notifications may be lost: the
+its callers but not stored; and a reply a front built from an entry is kept only while
+that entry is live (not replaced or dropped since). These checks order reads by when
+they were invalidated rather than by the row's version number, which a deleted and
+recreated handle starts again at 1. When the listener drops, notifications may be lost: the
 fronts' replies are dropped and rows are kept only as stale candidates until the
 listener is back and everything is flushed.
 
@@ -233,11 +236,8 @@ class RecordCache:
         if ttl <= 0:
             self._drop(key)
             return Lookup(raw, None, values=values)
-        old = self.entries.get(key)
-        if old is not None and old.wire is not None and raw is not None and old.version > raw.version:
-            # Only while a recreated handle's notification is still on its way can an
-            # older row meet a newer one here: keep the newer.
-            return Lookup(raw, None, values=values)
+        # Not poisoned: no write to this key was heard of since the read began, so the
+        # row read is at least as new as any entry it replaces (an expired or stale one).
         entry = self._insert(key, raw, ttl)
         return Lookup(raw, entry, values=values)
 

@@ -64,8 +64,8 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         svc.metrics.registry_errors.labels(f"http_{route}").inc()
         resp = error_reply(ApiError(RC.ERROR, "internal server error"))
     resp.headers.update(CORS_HEADERS)
-    svc.metrics.requests.labels("http", route, str(resp.get(RC_KEY, resp.status))).inc()
-    svc.metrics.latency.labels("http", route).observe(time.perf_counter() - started)
+    svc.metrics.count_request("http", route, str(resp.get(RC_KEY, resp.status)))
+    svc.metrics.time_request("http", route, time.perf_counter() - started)
     return resp
 
 

@@ -30,12 +30,23 @@ class HotReply:
         self.rc = rc
         self.body = body  # the JSON, before any JSONP wrapping
         self.cache_control = cache_control
-        # Built once: aiohttp's content_type/charset arguments parse and re-render the
-        # header on every response.
-        self.headers = _headers(f"{JSON_TYPE}; charset=utf-8", cache_control)
+        # Built once (aiohttp's content_type/charset arguments parse and re-render the
+        # header on every response) and shared by every reply with this Cache-Control.
+        headers = _SHARED.get(cache_control)
+        if headers is None:
+            headers = _headers(f"{JSON_TYPE}; charset=utf-8", cache_control)
+            if len(_SHARED) < _SHARED_MAX:
+                _SHARED[cache_control] = headers
+        self.headers = headers
 
     def nbytes(self) -> int:
-        return len(self.body) + len(self.cache_control) + 200  # + the headers dict
+        return len(self.body) + len(self.cache_control)
+
+
+# Cache-Control values are few ("public, max-age=<the values' TTL>"): one headers dict
+# each, bounded in case TTLs vary widely.
+_SHARED: dict[str, dict[str, str]] = {}
+_SHARED_MAX = 1024
 
 
 def _headers(content_type: str, cache_control: str) -> dict[str, str]:

@@ -32,12 +32,10 @@ from pathlib import Path
 import asyncpg
 
 from loadtest.harness import OUT, BenchError
-from loadtest.rolls import CREDIT_CODE, ENTERPRISE, PREFIX, RollRecords, roll_handle
+from loadtest.rolls import PREFIX, RollRecords, register_prefix, roll_handle
 from protocol.handle import normalise
 from registry.embedded import EmbeddedPostgres
-from registry.errors import Conflict
 from registry.migrate import migrate
-from registry.store import Registry
 
 DEFAULT_FIELDS = 8  # URL + HS_ADMIN + TEMPLATE + 8 roll fields: 573 bytes of wire values
 CHUNK = 100_000  # rows per COPY (one transaction each: an interrupted load keeps its chunks)
@@ -57,19 +55,6 @@ class Loaded:
     seconds: float
     record_bytes: int  # wire values of one record
     value_count: int
-
-
-async def register_prefix(pool: asyncpg.Pool, now: datetime) -> None:
-    """The enterprise and prefix the rolls belong to (already there: left as they are)."""
-    registry = Registry(pool)
-    try:
-        await registry.add_enterprise(ENTERPRISE, CREDIT_CODE, "压测 <bench@example.com>", now)
-    except Conflict:
-        pass
-    try:
-        await registry.add_prefix(PREFIX, CREDIT_CODE, now)
-    except Conflict:
-        pass
 
 
 async def count_rolls(conn: asyncpg.Connection) -> int:

@@ -28,7 +28,6 @@ import asyncio
 import os
 import platform
 import shutil
-import signal
 import sys
 import time
 import traceback
@@ -37,7 +36,6 @@ from contextlib import ExitStack
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a plain script
@@ -46,7 +44,7 @@ from loadtest.benchtable import Row, append_csv, format_table
 from loadtest.bulkload import DEFAULT_FIELDS, BenchDataset, load_rolls, rolls_in
 from loadtest.cache_http import http_hits, http_workers
 from loadtest.cache_native import LOADER_CPU, UdpPlan, udp_hits, udp_workers, udp_zipf
-from loadtest.harness import OUT, BenchError, cpu_seconds, machine_busy, process_tree
+from loadtest.harness import OUT, BenchError, cpu_seconds, machine_busy, process_tree, run_bench
 from loadtest.lag import LagResult, quantile, run_lag
 from loadtest.memory import miss_and_memory
 from loadtest.udpload import build_udpload
@@ -286,27 +284,9 @@ def run(args: argparse.Namespace, stack: ExitStack) -> int:
     return 1 if any(n.startswith("WARNING") for n in bench.notes) else 0
 
 
-def _sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwind through the same cleanup as Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm)
-    stack = ExitStack()  # nodes, PostgreSQL, temp dirs: undone in reverse
-    try:
-        return run(args, stack)
-    except BenchError as exc:
-        print(f"cache_bench: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("cache_bench: interrupted, cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut cleanup short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.close()
+    return run_bench("cache_bench", lambda stack: run(args, stack))
 
 
 if __name__ == "__main__":

@@ -19,9 +19,11 @@ import sys
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -440,3 +442,31 @@ def _status_kib(pid: int, field: str) -> int:
     except OSError:
         pass
     return 0
+
+
+def harness_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwind through the same cleanup as Ctrl-C
+
+
+def run_bench(name: str, run: Callable[[ExitStack], int]) -> int:
+    """A benchmark's ``main``: ``run`` registers what it starts (nodes, PostgreSQL, temp
+    dirs) on the stack, which is undone in reverse however the run ends. A BenchError is
+    one line and exit 2; Ctrl-C or SIGTERM clean up and exit 130."""
+    # Started in the background by a shell, SIGINT arrives ignored and Python would not
+    # turn it into KeyboardInterrupt: take both signals explicitly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, harness_sigterm)
+    stack = ExitStack()
+    try:
+        return run(stack)
+    except BenchError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted, cleaning up", file=sys.stderr)
+        return 130
+    finally:
+        # A second Ctrl-C must not cut the cleanup short (PostgreSQL would be left running).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.close()

@@ -20,12 +20,11 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from loadtest.bulkload import load_rolls
-from loadtest.harness import OUT, BenchError, start_idnode
+from loadtest.harness import OUT, BenchError, harness_sigterm, start_idnode
 from loadtest.rolls import embedded_registry
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -47,10 +46,6 @@ def summary(prefix: Path) -> list[str]:
     return lines
 
 
-def _sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwind through the same cleanup as Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--users", type=int, default=50)
@@ -66,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print("locust not found: .venv/bin/pip install 'idnode[load]'", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGTERM, harness_sigterm)
     OUT.mkdir(parents=True, exist_ok=True)
     data = Path(tempfile.mkdtemp(prefix="idnode-locust-"))
     try:

@@ -23,7 +23,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
@@ -33,7 +32,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable as a plain script
 
@@ -47,6 +45,7 @@ from loadtest.harness import (
     cpu_seconds,
     machine_busy,
     process_tree,
+    run_bench,
     run_udpblast,
     scrape,
     start_echo,
@@ -394,30 +393,9 @@ class Report:
                 })  # fmt: skip
 
 
-def _sigterm(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt  # unwind through the same cleanup as Ctrl-C
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Started in the background by a shell, SIGINT arrives ignored and Python would not
-    # turn it into KeyboardInterrupt: take both signals explicitly.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _sigterm)
-    stack = ExitStack()  # node, echo, PostgreSQL, temp dirs: undone in reverse
-    try:
-        return run(args, stack)
-    except BenchError as exc:
-        print(f"native_udp: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("native_udp: interrupted, cleaning up", file=sys.stderr)
-        return 130
-    finally:
-        # A second Ctrl-C must not cut the cleanup short (PostgreSQL would be left running).
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        stack.close()
+    return run_bench("native_udp", lambda stack: run(args, stack))
 
 
 if __name__ == "__main__":

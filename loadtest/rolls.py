@@ -196,6 +196,19 @@ def signed_wire(records: RollRecords, signer: SigningKey | None) -> Callable[[in
     return wire
 
 
+async def register_prefix(pool: asyncpg.Pool, now: datetime) -> None:
+    """The enterprise and prefix the rolls belong to (already there: left as they are)."""
+    registry = Registry(pool)
+    try:
+        await registry.add_enterprise(ENTERPRISE, CREDIT_CODE, "压测 <bench@example.com>", now)
+    except Conflict:
+        pass
+    try:
+        await registry.add_prefix(PREFIX, CREDIT_CODE, now)
+    except Conflict:
+        pass
+
+
 async def seed_rolls(dsn: str, count: int, fields: int, *, signed: bool = False) -> Seeded:
     """Migrate, register the enterprise and prefix (idempotent), COPY ``count`` rolls."""
     started = time.perf_counter()
@@ -213,15 +226,7 @@ async def seed_rolls(dsn: str, count: int, fields: int, *, signed: bool = False)
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
     assert pool is not None
     try:
-        registry = Registry(pool)
-        try:
-            await registry.add_enterprise(ENTERPRISE, CREDIT_CODE, "压测 <bench@example.com>", now)
-        except Conflict:
-            pass
-        try:
-            await registry.add_prefix(PREFIX, CREDIT_CODE, now)
-        except Conflict:
-            pass
+        await register_prefix(pool, now)
         prefix_key = normalise(PREFIX)
         rows = (
             (normalise(h), h, prefix_key, wire_of(n), 1, now, now)

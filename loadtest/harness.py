@@ -29,8 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "loadtest" / "out"
-DEFAULT_UDPBLAST_SRC = REPO.parent / "shared" / "tools" / "udpblast.c"
-HANDLE_ID_OFFSET, HANDLE_ID_LENGTH = 8, 4  # request id in the Handle envelope (GUIDE §2)
+DEFAULT_UDPBLAST_SRC = REPO / "loadtest" / "udpblast.c"
+HANDLE_ID_OFFSET, HANDLE_ID_LENGTH = 8, 4  # request id in the Handle envelope (docs/protocol.md)
 
 _PR_SET_PDEATHSIG = 1
 

@@ -50,7 +50,7 @@ PROBE = "88.118.2/LAG-PROBE"
 ADMIN = "300:88.118.2/ADMIN"  # the silk mill's admin in the demo data (node.demo)
 LAG_DATABASE = "idnode_bench_lag"
 POLL_TIMEOUT_S = 5.0  # a write B has not shown by then counts as a failure
-REQUEST_ID = slice(8, 12)  # in the Handle envelope (GUIDE §2)
+REQUEST_ID = slice(8, 12)  # in the Handle envelope (docs/protocol.md)
 
 
 @dataclass

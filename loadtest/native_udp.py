@@ -5,7 +5,7 @@ requests, window and duration. Prints one table; appends it to loadtest/out/nati
     .venv/bin/python loadtest/native_udp.py [--seconds 10] [--identifiers 10000]
         [--window 64] [--hot K] [--pin] [--profile] [--database-url URL]
 
-What runs: udpblast (built from ../shared/tools/udpblast.c) -> 127.0.0.1 -> the node's
+What runs: udpblast (built from loadtest/udpblast.c) -> 127.0.0.1 -> the node's
 UDP front -> resolver -> registry (PostgreSQL, one indexed read per request: no cache
 yet) -> reply. Every request resolves a seeded textile-roll identifier; before
 measuring, one is resolved with node.client.NativeClient and checked (RC 1, all
@@ -63,7 +63,7 @@ from protocol.message import Envelope, Header, Message, encode
 MAX_REQUEST_LINES = 4096  # udpblast reads at most this many
 REFERENCE_NOTE = (
     "reference Java Handle server on this machine class: ~82-97k/s, p99 ~2 ms "
-    "(GUIDE §7), not measured here"
+    "(docs/figures.md), not measured here"
 )
 CSV_PATH = OUT / "native_udp.csv"
 CSV_FIELDS = (
@@ -71,7 +71,7 @@ CSV_FIELDS = (
     "vs_floor", "window", "identifiers", "distinct_handles", "fields", "reply_datagrams",
     "pinned", "nproc", "python", "loop", "busy_before", "cpu_us_per_reply",
 )  # fmt: skip
-# What the reference client sends (GUIDE §2): RECU | CACR | PUBL.
+# What the reference client sends (docs/protocol.md): RECU | CACR | PUBL.
 REQUEST_FLAGS = OpFlag.RECU | OpFlag.CACR | OpFlag.PUBL
 SERVER_CPU, LOADER_CPU = 1, 0
 

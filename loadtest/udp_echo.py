@@ -2,7 +2,7 @@
 
 It answers every datagram with the datagram itself: no decoding, no task, no registry,
 so udpblast driving it measures what one Python process on this loop can do per
-packet at all (GUIDE §7: ~140k replies/s under uvloop on this machine class). It uses
+packet at all (docs/figures.md: ~140k replies/s under uvloop on this machine class). It uses
 uvloop when installed, exactly as ``node.loop.install_fast_loop`` does for the node,
 so the two are compared on the same loop implementation.
 

@@ -1,4 +1,4 @@
-/* udpload: closed-loop UDP load generator, udpblast (../shared/tools/udpblast.c) extended
+/* udpload: closed-loop UDP load generator, udpblast (loadtest/udpblast.c) extended
  * for the cache benchmarks. Same loop, same request-id matching, same loss rule and the
  * same report line, plus:
  *
@@ -32,7 +32,7 @@
 
 #define MAXREQ 4096
 #define MAXSOCK 64
-#define IDOFF 8 /* request id in the Handle envelope (GUIDE §2) */
+#define IDOFF 8 /* request id in the Handle envelope (docs/protocol.md) */
 #define IDLEN 4
 #define SCATTER 2654435761ULL /* prime, larger than any key space: i -> i*SCATTER mod N is a permutation */
 

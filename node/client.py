@@ -21,7 +21,7 @@ from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET, MAX_MESSAGE_BYTES, E
 from protocol.msgsign import SitePublicKey, verify_message
 from protocol.structured import SiteInfo
 
-# The reference client retries UDP at about 0.5, 1 and 1.5 s before trying TCP (GUIDE §2).
+# The reference client retries UDP at about 0.5, 1 and 1.5 s before trying TCP (docs/protocol.md).
 UDP_ATTEMPT_TIMEOUTS_S = (0.5, 1.0, 1.5)
 # What the reference client sends: RECU | CACR | PUBL (0x19000000).
 DEFAULT_FLAGS = OpFlag.RECU | OpFlag.CACR | OpFlag.PUBL

@@ -1,11 +1,11 @@
 """The ``serve --demo`` dataset: pure data, no I/O and no database code.
 
 A textile node prefix ``88.118`` and an elevator node prefix ``88.119``, the
-enterprises under them and sample identifiers shaped like the real thing (GUIDE
-§6): yarn lot -> greige roll (匹号) -> dye lot (缸号) -> finished roll, and lifts
+enterprises under them and sample identifiers shaped like the real thing
+(docs/industry-data.md): yarn lot -> greige roll (匹号) -> dye lot (缸号) -> finished roll, and lifts
 with their maintenance and emergency records. Every company, person, address and
 code is invented; mail addresses use example.com / example.cn only. Values are in
-the Handle REST shape (GUIDE §3). ``demo_dataset()`` is deterministic: no clock, no
+the Handle REST shape (docs/rest-api.md). ``demo_dataset()`` is deterministic: no clock, no
 randomness, so a re-seed writes byte-identical records.
 """
 
@@ -68,7 +68,7 @@ class DemoDataset:
 ENABLED = 1
 AWAITING_REVIEW = 4
 
-# Index plan (GUIDE §1): 1 URL, 2 EMAIL, 100 HS_ADMIN, 300 HS_SECKEY, 1000 the template
+# Index plan (docs/idis.md): 1 URL, 2 EMAIL, 100 HS_ADMIN, 300 HS_SECKEY, 1000 the template
 # body of a template record, 1001 TEMPLATE, 1101+ PARENT trace links, 2000+ template fields.
 # Trace links sit outside the 2000+ block so a new template version never renumbers them.
 URL_INDEX = 1

@@ -1,5 +1,5 @@
-"""Data templates of the demo node (GUIDE §1 "Templates") and the code schemes
-their fields hold (GUIDE §6): pure data and pure functions, no I/O.
+"""Data templates of the demo node (docs/idis.md "Templates") and the code schemes
+their fields hold (docs/industry-data.md): pure data and pure functions, no I/O.
 
 A template names the fields a record of one kind carries: each item has a Chinese
 name (what the top-level's template service shows), an English key that is also the

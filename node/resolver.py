@@ -20,7 +20,7 @@ from .cache.records import Entry, Lookup, RecordCache
 if TYPE_CHECKING:
     from .site import Site
 
-# Values on a parent prefix record that delegate its derived prefixes (GUIDE §2).
+# Values on a parent prefix record that delegate its derived prefixes (docs/protocol.md).
 _DELEGATION_TYPES = ("HS_SITE.PREFIX", "HS_SERV.PREFIX")
 
 

@@ -336,7 +336,7 @@ class Settings:
     demo: bool = _setting(_bool, "Seed the demo textile and elevator data at start.", False)
     sign_records: bool = _setting(
         _bool,
-        "Sign every record this node writes (HS_SIGNATURE, GUIDE section 4) and publish the "
+        "Sign every record this node writes (HS_SIGNATURE, docs/signing.md) and publish the "
         "signing certificates in 0.NA/<node prefix>.",
         True,
     )

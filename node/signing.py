@@ -1,4 +1,4 @@
-"""Record signing (GUIDE §4): the node's key, its HS_CERT chain and ``RecordSigner``.
+"""Record signing (docs/signing.md): the node's key, its HS_CERT chain and ``RecordSigner``.
 
 Naming scheme (README "Signed records"). For a *node prefix* P (the first two labels of
 an enterprise prefix: 88.118.2 -> 88.118; a one- or two-label prefix is its own):

@@ -28,7 +28,7 @@ from .settings import Settings
 SERVER_ID = 1
 SITE_INDEX = 1
 ADMIN_INDEX = 100
-# Enterprise prefixes keep their admin secret at <prefix>/ADMIN index 300 (GUIDE §1
+# Enterprise prefixes keep their admin secret at <prefix>/ADMIN index 300 (docs/idis.md
 # index conventions); a configured prefix without an owner is administered through its
 # own prefix record, as the reference does (200:0.NA/<prefix>).
 ENTERPRISE_ADMIN_INDEX = 300

@@ -16,7 +16,7 @@ Writes to one handle are serialized inside this process, and the registry refuse
 write whose handle changed since it was authorized (``expected_version``), so the
 record a caller authorizes against is the record the write replaces, across processes.
 
-Signing (GUIDE §4, ``node.signing``): with a signer, the service computes the whole
+Signing (docs/signing.md, ``node.signing``): with a signer, the service computes the whole
 record to be stored, adds a fresh HS_SIGNATURE (``protocol.recordsig.with_signature``)
 and hands the full signed record to the registry, so values and signature commit in one
 transaction. Signing before the registry stamps timestamps is sound: digests skip the

@@ -1,7 +1,7 @@
 """Handle identifier syntax: ``PREFIX/SUFFIX`` (RFC 3650 §3, IDIS conventions).
 
 One normalisation rule is used everywhere a handle is looked up: ASCII a-z are
-folded to upper case and nothing else (the Handle server default, GUIDE §2), so
+folded to upper case and nothing else (the Handle server default, docs/protocol.md), so
 ``88.118.2/ÉTÉ-x`` finds ``88.118.2/ÉTÉ-X`` but ``été-x`` does not.
 """
 

@@ -1,4 +1,4 @@
-"""Handle values in the JSON shape of the Handle.Net REST API (GUIDE §3).
+"""Handle values in the JSON shape of the Handle.Net REST API (docs/rest-api.md).
 
 Mirrors the reference ``GsonUtility`` (Handle.Net 9.x) where clients can tell: value key
 order, ``data`` formats and which one is chosen on output, absolute TTLs as timestamps,

@@ -39,7 +39,7 @@ from .message import (
 # The reference stamps every message it builds with its clock + 12 h
 # (``AbstractMessage()``); it does not echo the request's expiration.
 REPLY_LIFETIME_S = 43_200
-# Reply op flags: AUTH always set; these echoed from the request (GUIDE §2; goldens:
+# Reply op flags: AUTH always set; these echoed from the request (docs/protocol.md; goldens:
 # 0x19000000 -> 0x99000000).
 ECHOED_FLAGS = OpFlag.RECU | OpFlag.CACR | OpFlag.PUBL
 

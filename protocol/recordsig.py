@@ -1,4 +1,4 @@
-"""Handle v9 record signatures: the HS_SIGNATURE value and its verification (GUIDE §4).
+"""Handle v9 record signatures: the HS_SIGNATURE value and its verification (docs/signing.md).
 
 HS_SIGNATURE data is a compact JWS (``jose``) whose payload is the Handle v9 claims set
 (``certs.base_claims``) plus, as the reference's ``HandleSigner`` / ``DigestedHandleValues``
@@ -406,7 +406,7 @@ def _verify_one(
             False,
             False,
         )
-    # The node's lookup folds ASCII case in the whole handle (GUIDE §2), so a signature for
+    # The node's lookup folds ASCII case in the whole handle (docs/protocol.md), so a signature for
     # 88.118.2/ROLL-0001 covers the record a client reaches as 88.118.2/roll-0001. (The
     # reference compares suffixes case-sensitively.) Permissions are then checked against
     # the handle as signed.

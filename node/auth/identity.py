@@ -59,7 +59,7 @@ class AuthContext:
 
 
 class AuthError(Exception):
-    """Authentication did not succeed. ``status`` is the HTTP status: the GUIDE §3
+    """Authentication did not succeed. ``status`` is the HTTP status: the docs/rest-api.md
     mapping of the response code (402 -> 401; 403, 404 -> 403), 429 when rate-limited."""
 
     status = 403

@@ -1,4 +1,4 @@
-"""Handle response codes -> HTTP statuses (GUIDE §3, the reference's
+"""Handle response codes -> HTTP statuses (docs/rest-api.md, the reference's
 ``BaseHandleRequestProcessingServlet.statusCodeFromResponse``), and the one exception
 the endpoints raise to answer with an error body."""
 

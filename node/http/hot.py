@@ -3,7 +3,7 @@
 A reply is kept for anonymous requests only (no Authorization header: the caller sees
 public values, whoever it is), keyed on the raw path and query string minus the JSONP
 ``callback``, which is wrapped around the kept JSON bytes per request. ``auth=true``
-asks for an authoritative answer and always reads the registry (REST API, GUIDE §3).
+asks for an authoritative answer and always reads the registry (REST API, docs/rest-api.md).
 A hit builds one ``web.Response`` from kept bytes and headers: no handle parsing, no
 resolver, no JSON encoding.
 """

@@ -24,7 +24,7 @@ from protocol.handle import parse_handle
 from protocol.jsonvalues import data_to_json, format_timestamp
 from protocol.values import HandleValue
 
-# Value types whose data names another handle (GUIDE §1: 1001 TEMPLATE; the demo's
+# Value types whose data names another handle (docs/idis.md: 1001 TEMPLATE; the demo's
 # PARENT trace links; HS_ALIAS): shown as links to that handle's page, so a person can
 # walk a dye lot back to its greige rolls.
 HANDLE_TYPES = frozenset({"TEMPLATE", "PARENT", "HS_ALIAS"})
@@ -103,7 +103,7 @@ class TemplateInfo:
 
     @classmethod
     def from_json(cls, handle: str, body: Any) -> TemplateInfo:
-        """The IDIS template body (GUIDE §1 "Templates"): items of {name, idType, idIndex,
+        """The IDIS template body (docs/idis.md "Templates"): items of {name, idType, idIndex,
         required, metadata}; ``label`` is our addition and optional. Raises TypeError."""
         if not isinstance(body, dict) or not isinstance(body.get("items"), list):
             raise TypeError("the template body has no list of items")
@@ -131,7 +131,7 @@ class RecordView:
     template: TemplateInfo | None = None
     template_problem: str | None = None
     redirect_url: str | None = None
-    # Record-signature verification (GUIDE §4, node.http.sigstatus); None renders as an
+    # Record-signature verification (docs/signing.md, node.http.sigstatus); None renders as an
     # HTML comment marking its place under the heading.
     status_line: str | None = None
     notices: tuple[str, ...] = field(default=())
@@ -142,7 +142,7 @@ def _e(text: str) -> str:
 
 
 def handle_href(handle: str, *, noredirect: bool = True) -> str:
-    """The proxy path of a handle: '/' kept (GUIDE §3: suffixes hold '/'), the rest
+    """The proxy path of a handle: '/' kept (docs/rest-api.md: suffixes hold '/'), the rest
     percent-encoded as UTF-8, so '?', '#' and '%' in a suffix survive the round trip."""
     return "/" + quote(handle, safe="/") + ("?noredirect" if noredirect else "")
 
@@ -315,7 +315,7 @@ def record_page(view: RecordView) -> str:
         head.append(f'<p class="meta">数据模板 · Template: <a href="{_e(handle_href(t.handle))}">'
                     f"{_e(t.name)}</a>{version}</p>")  # fmt: skip
     if view.status_line is None:
-        head.append("<!-- verification status line (record signatures, GUIDE §4) goes here -->")
+        head.append("<!-- verification status line (record signatures, docs/signing.md) goes here -->")
     else:
         head.append(f'<p class="meta" id="verification">{_e(view.status_line)}</p>')
     if view.redirect_url is not None:

@@ -1,10 +1,10 @@
-"""``GET /{handle}``: what people expect from a handle URL in a browser (GUIDE §3
+"""``GET /{handle}``: what people expect from a handle URL in a browser (docs/rest-api.md
 "Proxy behaviour", as the Handle.Net proxy hdl.handle.net answers).
 
 - a 302 to the record's first URL value (lowest index of type URL);
 - ``?noredirect`` (a flag without a value is true), or no URL value: an HTML page of
   the values, business fields labelled from the record's data template (index 1001
-  TEMPLATE -> the template record's IDIS_TEMPLATE value, GUIDE §1);
+  TEMPLATE -> the template record's IDIS_TEMPLATE value, docs/idis.md);
 - ``Accept: application/json``: the body ``GET /api/handles/{handle}`` gives an
   anonymous caller, built with the same helpers (``reply.render``, ``values_to_json``).
 

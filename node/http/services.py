@@ -88,7 +88,7 @@ class HttpServices:
         return identity
 
     def session_challenge(self, request: web.Request) -> str | None:
-        """GUIDE §3's ``Handle sessionId="...", nonce="..."`` for a request that names a
+        """docs/rest-api.md's ``Handle sessionId="...", nonce="..."`` for a request that names a
         live session not yet authenticated: the client is using sessions, so the
         challenge to answer is that session's, not Basic."""
         sid = session_id_of(request.headers.get("Authorization"))

@@ -1,4 +1,4 @@
-"""The record page's verification status line (GUIDE §4, README "Signed records").
+"""The record page's verification status line (docs/signing.md, README "Signed records").
 
 The page's public values are checked with ``protocol.recordsig.verify_record`` against
 the node's own trust roots (``HttpServices.trust_roots``); the certificates the

@@ -208,7 +208,7 @@ async def test_unauthenticated_session_is_anonymous(api: Api) -> None:
     assert r.status == 200 and 300 not in [v["index"] for v in r.json["values"]]  # public values only
     r = await api.put("/api/handles/88.118.2/ANON", [url_value(1, "u")], headers=only_session)
     assert (r.status, r.json["responseCode"]) == (401, 402) and "session" in r.json["message"]
-    # The challenge to answer is that session's (GUIDE §3), not Basic.
+    # The challenge to answer is that session's (docs/rest-api.md), not Basic.
     assert r.headers["WWW-Authenticate"] == f'Handle sessionId="{s["sessionId"]}", nonce="{s["nonce"]}"'
 
 

@@ -1,6 +1,6 @@
 """What the native front does with bad input: garbage and short datagrams, lying
 lengths, unknown opcodes, oversized TCP messages. Where the reference answers with
-request id 0xffffffff or RC 2, we echo the request id and say RC 4 / RC 5 (GUIDE §2)."""
+request id 0xffffffff or RC 2, we echo the request id and say RC 4 / RC 5 (docs/protocol.md)."""
 
 from __future__ import annotations
 

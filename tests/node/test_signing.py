@@ -1,4 +1,4 @@
-"""Signed records on a real node (GUIDE §4, node.signing): every write is signed in the
+"""Signed records on a real node (docs/signing.md, node.signing): every write is signed in the
 same transaction, tampering in PostgreSQL shows, the chain is published in 0.NA/<prefix>,
 ``idnode verify`` works over HTTP and native, and no private key material leaks."""
 

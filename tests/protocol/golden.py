@@ -1,14 +1,13 @@
-"""Loader for shared/vectors/handle-golden.txt: exchanges captured from the reference.
+"""Loader for tests/vectors/handle-golden.txt: exchanges captured from the reference.
 
 Each exchange has its wire lines (direction, transport, bytes) and the capture tool's
 ``# decoded:`` comments, grouped per message into ``DecodedInfo`` (key=value fields of
-the envelope, header and body lines). The vectors directory is found beside the repo
-(``<repo>/../shared/vectors``) unless ``IDNODE_VECTORS_DIR`` says otherwise.
+the envelope, header and body lines). The captures are test data kept in
+``tests/vectors`` (docs/protocol.md).
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from functools import cache
@@ -18,10 +17,7 @@ GOLDEN_FILE = "handle-golden.txt"
 
 
 def vectors_dir() -> Path:
-    env = os.environ.get("IDNODE_VECTORS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "vectors"
+    return Path(__file__).resolve().parents[1] / "vectors"
 
 
 @dataclass(frozen=True)

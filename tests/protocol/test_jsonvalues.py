@@ -27,9 +27,10 @@ from protocol.keys import decode_public_key, public_key_to_jwk
 from protocol.structured import AdminRef, ServerInfo, SiteInfo, encode_admin, encode_vlist
 from protocol.valuecodec import encode_values
 from protocol.values import HandleValue, Reference
+from tests.protocol.golden import vectors_dir
 from tests.protocol.test_structured import GOLDEN_ADMIN, reply_body, reply_value_bytes
 
-SEED = Path("/work/shared/vectors/handle-golden-seed.json")
+SEED = vectors_dir() / "handle-golden-seed.json"
 
 
 def _seed() -> dict[str, Any]:

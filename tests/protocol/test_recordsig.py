@@ -1,4 +1,4 @@
-"""Record signatures (GUIDE §4): digests, the signature index, signing, certificate chains,
+"""Record signatures (docs/signing.md): digests, the signature index, signing, certificate chains,
 permissions, and what verification reports for each way a record or chain can be wrong."""
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def record() -> list[HandleValue]:
 
 @dataclass(frozen=True)
 class Deployment:
-    """Top-level node's root key certifies the secondary node's key (GUIDE §1 topology)."""
+    """Top-level node's root key certifies the secondary node's key (docs/idis.md topology)."""
 
     node: SigningKey
     certs: dict[str, str]

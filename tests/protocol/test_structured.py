@@ -1,5 +1,5 @@
 """HS_ADMIN / HS_VLIST / HS_SITE codecs and the Handle key format, against the golden
-captures of the reference server (shared/vectors/handle-golden.txt)."""
+captures of the reference server (tests/vectors/handle-golden.txt)."""
 
 from __future__ import annotations
 
@@ -40,8 +40,9 @@ from protocol.structured import (
 )
 from protocol.valuecodec import decode_values
 from protocol.values import Reference
+from tests.protocol.golden import vectors_dir
 
-GOLDEN = Path("/work/shared/vectors/handle-golden.txt")
+GOLDEN = vectors_dir() / "handle-golden.txt"
 ENVELOPE_BYTES = 20
 HEADER_BYTES = 24
 

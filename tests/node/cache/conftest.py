@@ -3,6 +3,7 @@ test moves, and its invalidation listener connected."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 
@@ -26,6 +27,17 @@ WALL = 1_800_000_000.0  # the wall clock the cache sees (absolute TTLs)
 MakeCache = Callable[..., "CacheRig"]
 
 
+async def until(condition: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    """Yield to the loop until ``condition()`` holds (a condition, bounded; no sleeping
+    for time)."""
+
+    async def spin() -> None:
+        while not condition():
+            await asyncio.sleep(0)
+
+    await asyncio.wait_for(spin(), timeout_s)
+
+
 def url_value(url: str, *, ttl: int = 86400, **kw: object) -> HandleValue:
     return HandleValue(1, "URL", url.encode(), ttl=ttl, **kw)  # type: ignore[arg-type]
 
@@ -46,7 +58,11 @@ class CacheRig:
         self.registry, self.cache, self.listener, self.clock = registry, cache, listener, clock
 
     async def put(self, handle: str, *values: HandleValue) -> None:
+        """Write and wait until the listener has heard of it: NOTIFY arrives after the
+        commit, so a read made before that could be invalidated by this very write."""
+        heard = self.listener.notifications
         await self.registry.put_handle(parse_handle(handle), values, actor="test", now=T0)
+        await until(lambda: self.listener.notifications > heard)
 
     async def url(self, handle: str) -> str | None:
         """The URL as the cache answers it (None: not found)."""

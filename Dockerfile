@@ -13,6 +13,9 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER idnode
 # Inside a container the node listens on all interfaces; publish only the ports you need.
+# Its HS_SITE must name the address clients reach the host at, which the container cannot
+# see: docker run -e IDNODE_PUBLIC_ADDRESS=203.0.113.7 ... (without it, the container's
+# own address is advertised, and the node says so in its log).
 ENV IDNODE_BIND=0.0.0.0 \
     IDNODE_LOG_FORMAT=json \
     PYTHONUNBUFFERED=1

@@ -102,16 +102,20 @@ async def load_rolls(
                 rows = _rows(records, first, last, prefix_key, now)
                 async with conn.transaction():
                     await conn.copy_records_to_table("handles", records=rows, columns=_COLUMNS)
-                progress(f"loaded rolls {first}..{last - 1} "
-                         f"({time.perf_counter() - started:.0f} s)")  # fmt: skip
+                progress(
+                    f"loaded rolls {first}..{last - 1} ({time.perf_counter() - started:.0f} s)"
+                )
             if want > have:
                 await conn.execute("ANALYZE handles")
     finally:
         await pool.close()
     return Loaded(
-        want, max(0, want - have), time.perf_counter() - started, len(records.wire(0)),
+        want,
+        max(0, want - have),
+        time.perf_counter() - started,
+        len(records.wire(0)),
         records.value_count,
-    )  # fmt: skip
+    )
 
 
 def _rows(
@@ -147,9 +151,13 @@ class BenchDataset:
         )
 
     def start(
-        self, rolls: int, fields: int, *, fresh: bool = False,
+        self,
+        rolls: int,
+        fields: int,
+        *,
+        fresh: bool = False,
         progress: Callable[[str], None] = lambda line: None,
-    ) -> Loaded:  # fmt: skip
+    ) -> Loaded:
         """Start the server (creating it if need be) with at least ``rolls`` rolls."""
         marker = self._read_marker()
         if fresh or (
@@ -214,8 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         say(f"bulkload: {exc}")
         return 2
-    print(f"{loaded.rolls} rolls ({loaded.added} added in {loaded.seconds:.1f} s), "
-          f"{loaded.value_count} values, {loaded.record_bytes} B each")  # fmt: skip
+    print(
+        f"{loaded.rolls} rolls ({loaded.added} added in {loaded.seconds:.1f} s), "
+        f"{loaded.value_count} values, {loaded.record_bytes} B each"
+    )
     return 0
 
 

@@ -56,8 +56,11 @@ CSV_PATH = OUT / "cache_bench.csv"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true",
-                   help="3 s runs after 1 s warm-ups, 50k records, 50 lag writes")  # fmt: skip
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="3 s runs after 1 s warm-ups, 50k records, 50 lag writes",
+    )
     p.add_argument("--seconds", type=float, help="measured run per target (default 10; quick 3)")
     p.add_argument("--warmup", type=float, help="discarded run before each (default 2; quick 1)")
     p.add_argument(
@@ -74,8 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--only", default="", help=f"comma-separated subset of {','.join(BENCHES)}")
     p.add_argument("--skip", default="", help="comma-separated benchmarks to leave out")
-    p.add_argument("--pin", action="store_true",
-                   help=f"servers on CPU 1, loaders and PostgreSQL on CPU {LOADER_CPU} (not for workers=2)")  # fmt: skip
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help=f"servers on CPU 1, loaders and PostgreSQL on CPU {LOADER_CPU} (not for workers=2)",
+    )
     p.add_argument("--window", type=int, default=64, help="UDP requests kept in flight")
     p.add_argument(
         "--sockets",
@@ -152,13 +158,18 @@ class Bench:
         self.say(f"dataset: embedded PostgreSQL in {dataset.directory}, {a.rolls} rolls wanted")
         self.stack.callback(dataset.stop)
         loaded = dataset.start(a.rolls, a.fields, fresh=a.fresh_dataset, progress=self.say)
-        self.say(f"dataset: {loaded.rolls} rolls ({loaded.added} loaded now in {loaded.seconds:.1f} s), "
-                 f"{loaded.value_count} values, {loaded.record_bytes} B each")  # fmt: skip
+        self.say(
+            f"dataset: {loaded.rolls} rolls ({loaded.added} loaded now in {loaded.seconds:.1f} s), "
+            f"{loaded.value_count} values, {loaded.record_bytes} B each"
+        )
         server = dataset.server
         postmaster = server.postmaster_pid()
         reader = None
         if postmaster is not None:
-            reader = lambda: cpu_seconds(process_tree(postmaster))
+
+            def reader():
+                return cpu_seconds(process_tree(postmaster))
+
             if a.pin:  # backends forked later inherit the postmaster's affinity
                 for pid in process_tree(postmaster):
                     os.sched_setaffinity(pid, {LOADER_CPU})
@@ -170,7 +181,7 @@ class Bench:
             rows, notes = fn()
         except KeyboardInterrupt:
             raise
-        except Exception as exc:  # noqa: BLE001 - reported, with the traceback in the notes
+        except Exception as exc:
             self.say(f"{key}: FAILED: {exc}")
             detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             rows = [Row(key, "FAILED", detail=f"{type(exc).__name__}: {detail}")]
@@ -188,18 +199,40 @@ def _with_database(url: str, database: str) -> str:
 def lag_rows(r: LagResult) -> list[Row]:
     s = r.seen
     udp99, web99 = quantile(s.udp_ms, 0.99), quantile(s.http_ms, 0.99)
-    base = (f"{r.writes} writes, PUT via A p50 {quantile(s.put_ms, 0.5):.1f} ms; "
-            f"{s.failures} not seen within 5 s")  # fmt: skip
+    base = (
+        f"{r.writes} writes, PUT via A p50 {quantile(s.put_ms, 0.5):.1f} ms; "
+        f"{s.failures} not seen within 5 s"
+    )
     return [
-        Row("4 lag", "A's write acked -> B shows it, UDP", None, quantile(s.udp_ms, 0.5), udp99,
-            goal=f"p99<={LAG_GOAL_MS:g}ms", ok=udp99 <= LAG_GOAL_MS and not s.failures,
-            detail=f"{base}; {s.before_ack} already shown by the ack; {s.polls} polls"),
-        Row("4 lag", "A's write acked -> B shows it, HTTP", None, quantile(s.http_ms, 0.5), web99,
-            goal=f"p99<={LAG_GOAL_MS:g}ms", ok=web99 <= LAG_GOAL_MS and not s.failures,
-            detail=f"B's cache hits {r.b_hits:.0f}, invalidations {r.b_invalidations:.0f}"),
-        Row("4 lag", "B's NOTIFY lag (its own histogram)", None, r.node_lag_p50_ms, r.node_lag_p99_ms,
-            detail=f"{r.node_lag_count:.0f} notifications; interpolated in buckets 1/2.5/5/10/25/50 ms"),
-    ]  # fmt: skip
+        Row(
+            "4 lag",
+            "A's write acked -> B shows it, UDP",
+            None,
+            quantile(s.udp_ms, 0.5),
+            udp99,
+            goal=f"p99<={LAG_GOAL_MS:g}ms",
+            ok=udp99 <= LAG_GOAL_MS and not s.failures,
+            detail=f"{base}; {s.before_ack} already shown by the ack; {s.polls} polls",
+        ),
+        Row(
+            "4 lag",
+            "A's write acked -> B shows it, HTTP",
+            None,
+            quantile(s.http_ms, 0.5),
+            web99,
+            goal=f"p99<={LAG_GOAL_MS:g}ms",
+            ok=web99 <= LAG_GOAL_MS and not s.failures,
+            detail=f"B's cache hits {r.b_hits:.0f}, invalidations {r.b_invalidations:.0f}",
+        ),
+        Row(
+            "4 lag",
+            "B's NOTIFY lag (its own histogram)",
+            None,
+            r.node_lag_p50_ms,
+            r.node_lag_p99_ms,
+            detail=f"{r.node_lag_count:.0f} notifications; interpolated in buckets 1/2.5/5/10/25/50 ms",
+        ),
+    ]
 
 
 def run(args: argparse.Namespace, stack: ExitStack) -> int:
@@ -216,10 +249,20 @@ def run(args: argparse.Namespace, stack: ExitStack) -> int:
     busy = machine_busy()
     dsn, dsn_for, pg_cpu, value_count, record_bytes = bench.registry()
     plan = UdpPlan(
-        loader=loader, dsn=dsn, keys=args.rolls, value_count=value_count, seconds=args.seconds,
-        warmup=args.warmup, window=args.window, sockets=args.sockets, pin=args.pin, hot=args.hot,
-        zipf_s=args.zipf_s, postgres_cpu=pg_cpu, progress=bench.say,
-    )  # fmt: skip
+        loader=loader,
+        dsn=dsn,
+        keys=args.rolls,
+        value_count=value_count,
+        seconds=args.seconds,
+        warmup=args.warmup,
+        window=args.window,
+        sockets=args.sockets,
+        pin=args.pin,
+        hot=args.hot,
+        zipf_s=args.zipf_s,
+        postgres_cpu=pg_cpu,
+        progress=bench.say,
+    )
     chosen = set(args.benches)
     if "udp" in chosen:
 
@@ -268,10 +311,12 @@ def run(args: argparse.Namespace, stack: ExitStack) -> int:
         f"# {run_at}  nproc={os.cpu_count()}  python={platform.python_version()}  pinned={pinned}  "
         f"busy before start={100 * busy:.0f}% of all CPUs  total {time.monotonic() - bench.started:.0f} s"
     )
-    print(f"# records={args.rolls} ({value_count} values, {record_bytes} B wire each; miss/memory node: "
-          f"{args.memory_records})  seconds={args.seconds:g} "
-          f"(after {args.warmup:g} s warm-up)  udp window={args.window} sockets={args.sockets}  "
-          f"hot set={args.hot}  zipf s={args.zipf_s:g}  wrk -t1 -c64 keep-alive")  # fmt: skip
+    print(
+        f"# records={args.rolls} ({value_count} values, {record_bytes} B wire each; miss/memory node: "
+        f"{args.memory_records})  seconds={args.seconds:g} "
+        f"(after {args.warmup:g} s warm-up)  udp window={args.window} sockets={args.sockets}  "
+        f"hot set={args.hot}  zipf s={args.zipf_s:g}  wrk -t1 -c64 keep-alive"
+    )
     for line in format_table(rows):
         print(line)
     for note in bench.notes:

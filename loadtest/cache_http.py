@@ -23,8 +23,16 @@ CONNECTIONS = 64
 _FLOOR = re.compile(r"floor ready port=(\d+)")
 
 
-def _row(bench: str, target: str, r: dict[str, float], ratio: float | None, ratio_of: str,
-         goal: str = "", ok: bool | None = None, detail: str = "") -> Row:  # fmt: skip
+def _row(
+    bench: str,
+    target: str,
+    r: dict[str, float],
+    ratio: float | None,
+    ratio_of: str,
+    goal: str = "",
+    ok: bool | None = None,
+    detail: str = "",
+) -> Row:
     return Row(bench, target, r["rate"], r["p50"], r["p99"], ratio, ratio_of, goal, ok, detail)
 
 
@@ -63,10 +71,16 @@ def http_hits(plan: UdpPlan) -> tuple[list[Row], list[str]]:
             after = scrape_samples(proc.admin_port)
         floor = Child(
             "http floor",
-            [*taskset(plan.server_cpu), sys.executable, str(Path(__file__).with_name("http_floor.py")),
-             "--body-file", str(base / "body.json")],
-            OUT / "cache_bench_http_floor.log", node_env(),
-        )  # fmt: skip
+            [
+                *taskset(plan.server_cpu),
+                sys.executable,
+                str(Path(__file__).with_name("http_floor.py")),
+                "--body-file",
+                str(base / "body.json"),
+            ],
+            OUT / "cache_bench_http_floor.log",
+            node_env(),
+        )
         try:
             port = int(floor.wait_for_line(_FLOOR, 30).group(1))
             plan.progress(f"2 http hit: aiohttp floor pid {floor.pid}, same bytes")
@@ -82,10 +96,25 @@ def http_hits(plan: UdpPlan) -> tuple[list[Row], list[str]]:
     hits, requests = delta("idnode_cache_hits_total"), delta("idnode_requests_total")
     ratio = node_r["rate"] / (floor_r["rate"] or 1.0)
     rows = [
-        _row("2 http hit", "aiohttp same bytes (floor)", floor_r, 1.0, "floor", detail=f"body {len(body)} B"),
-        _row("2 http hit", "idnode GET cache hit", node_r, ratio, "floor", f">={HTTP_HIT_GOAL}",
-             ratio >= HTTP_HIT_GOAL, f"{100 * hits / max(1.0, requests):.1f}% of {requests:.0f} GETs were cache hits"),
-    ]  # fmt: skip
+        _row(
+            "2 http hit",
+            "aiohttp same bytes (floor)",
+            floor_r,
+            1.0,
+            "floor",
+            detail=f"body {len(body)} B",
+        ),
+        _row(
+            "2 http hit",
+            "idnode GET cache hit",
+            node_r,
+            ratio,
+            "floor",
+            f">={HTTP_HIT_GOAL}",
+            ratio >= HTTP_HIT_GOAL,
+            f"{100 * hits / max(1.0, requests):.1f}% of {requests:.0f} GETs were cache hits",
+        ),
+    ]
     return rows, _notes("http floor", floor_r) + _notes("http hit", node_r)
 
 
@@ -108,7 +137,15 @@ def http_workers(plan: UdpPlan) -> tuple[list[Row], list[str]]:
                     f"{100 * x / max(1.0, sum(per)):.0f}%" for x in per
                 )
         rates[workers] = r["rate"]
-        rows.append(_row("6 workers", f"http cache hit, workers={workers}", r,
-                         r["rate"] / (rates[1] or 1.0), "w1", detail=split))  # fmt: skip
+        rows.append(
+            _row(
+                "6 workers",
+                f"http cache hit, workers={workers}",
+                r,
+                r["rate"] / (rates[1] or 1.0),
+                "w1",
+                detail=split,
+            )
+        )
         notes += _notes(f"http workers={workers}", r)
     return rows, notes

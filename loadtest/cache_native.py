@@ -85,21 +85,35 @@ class Measured:
 
 
 @contextmanager
-def node(plan: UdpPlan, name: str, *, workers: int = 1, pin: bool | None = None,
-         env: dict[str, str] | None = None) -> Iterator[NodeProcess]:  # fmt: skip
+def node(
+    plan: UdpPlan,
+    name: str,
+    *,
+    workers: int = 1,
+    pin: bool | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[NodeProcess]:
     """An ``idnode serve`` on the benchmark registry, stopped and its data dir removed after."""
     data = Path(tempfile.mkdtemp(prefix="idnode-cache-bench-"))
     cpu = plan.server_cpu if pin is None else (SERVER_CPU if pin else None)
     settings = {"IDNODE_WORKERS": str(workers), **(env or {})}
     try:
-        proc = start_idnode(plan.dsn, data, name=f"cache_bench_{name}", prefixes=NODE_PREFIX,
-                            cpu=cpu, extra_env=settings)  # fmt: skip
+        proc = start_idnode(
+            plan.dsn,
+            data,
+            name=f"cache_bench_{name}",
+            prefixes=NODE_PREFIX,
+            cpu=cpu,
+            extra_env=settings,
+        )
         try:
             datagrams = asyncio.run(
                 check_resolution(proc.handle_port, roll_handle(0), plan.value_count)
             )
-            plan.progress(f"{name}: node pid {proc.pid} (workers={workers}) on udp {proc.handle_port}; "
-                          f"{roll_handle(0)} resolves, RC 1, {datagrams} datagram(s)")  # fmt: skip
+            plan.progress(
+                f"{name}: node pid {proc.pid} (workers={workers}) on udp {proc.handle_port}; "
+                f"{roll_handle(0)} resolves, RC 1, {datagrams} datagram(s)"
+            )
             yield proc
         finally:
             proc.stop()
@@ -111,7 +125,7 @@ _WORKER_UP = re.compile(r"idnode\.workers: worker (\d+) up: pid \d+, admin port 
 
 
 def admin_ports(proc: NodeProcess, workers: int) -> list[int]:
-    """Every worker's metrics port: each serves its own (node.workers), and with
+    """Every worker's metrics port: each serves its own (node.serving.supervisor), and with
     ``--admin-port 0`` they are not consecutive, so they are read from the log."""
     if workers == 1:
         return [proc.admin_port]
@@ -133,10 +147,16 @@ def scrape_all(ports: list[int]) -> Samples:
 
 
 def measure(
-    plan: UdpPlan, port: int, stream: KeyStream, *, metrics: list[int] | None = None,
-    parties: dict[str, Callable[[], float]] | None = None, pin: bool | None = None,
-    warm_stream: KeyStream | None = None, window: int | None = None,
-) -> Measured:  # fmt: skip
+    plan: UdpPlan,
+    port: int,
+    stream: KeyStream,
+    *,
+    metrics: list[int] | None = None,
+    parties: dict[str, Callable[[], float]] | None = None,
+    pin: bool | None = None,
+    warm_stream: KeyStream | None = None,
+    window: int | None = None,
+) -> Measured:
     """Warm-up (discarded), then the measured run; node metrics around the measured run."""
     cpu = plan.loader_cpu if pin is None else (LOADER_CPU if pin else None)
     win = window or plan.window
@@ -194,8 +214,16 @@ def hit_share(m: Measured) -> float:
     return hits / max(1.0, hits + misses)
 
 
-def row(bench: str, target: str, m: Measured, ratio: float | None = None, ratio_of: str = "",
-        goal: str = "", ok: bool | None = None, detail: str = "") -> Row:  # fmt: skip
+def row(
+    bench: str,
+    target: str,
+    m: Measured,
+    ratio: float | None = None,
+    ratio_of: str = "",
+    goal: str = "",
+    ok: bool | None = None,
+    detail: str = "",
+) -> Row:
     b = m.run.blast
     return Row(bench, target, b.rate, b.p50_ms, b.p99_ms, ratio, ratio_of, goal, ok, detail)
 
@@ -233,9 +261,17 @@ def udp_hits(plan: UdpPlan) -> UdpHits:
     ratio = m.run.blast.rate / floor_rate
     rows = [
         row("1 udp hit", "udp echo (floor)", floor, 1.0, "floor", detail=floor.cpu_text()),
-        row("1 udp hit", f"idnode cache hit ({plan.hot} hot)", m, ratio, "floor", f">={UDP_HIT_GOAL}",
-            ratio >= UDP_HIT_GOAL, f"hits {100 * hit_share(m):.1f}%; {m.cpu_text()}"),
-    ]  # fmt: skip
+        row(
+            "1 udp hit",
+            f"idnode cache hit ({plan.hot} hot)",
+            m,
+            ratio,
+            "floor",
+            f">={UDP_HIT_GOAL}",
+            ratio >= UDP_HIT_GOAL,
+            f"hits {100 * hit_share(m):.1f}%; {m.cpu_text()}",
+        ),
+    ]
     return UdpHits(
         rows, checks("udp hit", m, plan.window) + checks("echo", floor, plan.window), floor_rate
     )
@@ -273,8 +309,16 @@ def udp_workers(plan: UdpPlan) -> tuple[list[Row], list[str]]:
                 )
         rates[workers] = m.run.blast.rate
         ratio = m.run.blast.rate / (rates[1] or 1.0)
-        rows.append(row("6 workers", f"udp cache hit, workers={workers}", m, ratio, "w1",
-                        detail=f"{split}{m.cpu_text()}"))  # fmt: skip
+        rows.append(
+            row(
+                "6 workers",
+                f"udp cache hit, workers={workers}",
+                m,
+                ratio,
+                "w1",
+                detail=f"{split}{m.cpu_text()}",
+            )
+        )
         notes += checks(f"udp workers={workers}", m, plan.window)
     return rows, notes
 
@@ -289,15 +333,23 @@ def udp_zipf(plan: UdpPlan, floor_rate: float | None) -> tuple[list[Row], list[s
     warm = replace(stream, seed=3)
     with node(plan, "zipf") as proc:
         plan.progress(f"3 zipf: s={plan.zipf_s:g} over {plan.keys} identifiers, fresh cache")
-        m = measure(plan, proc.handle_port, stream, metrics=[proc.admin_port],
-                    parties=node_parties(plan, proc), warm_stream=warm)  # fmt: skip
+        m = measure(
+            plan,
+            proc.handle_port,
+            stream,
+            metrics=[proc.admin_port],
+            parties=node_parties(plan, proc),
+            warm_stream=warm,
+        )
     share = hit_share(m)
     before = m.warm.sent if m.warm else 0
     ideal = expected_hit_ratio(plan.keys, plan.zipf_s, before, m.run.sent)
     ratio = m.run.blast.rate / floor_rate if floor_rate else None
     reads = m.delta("idnode_cache_registry_reads_total")
-    detail = (f"hits {100 * share:.1f}% (a cache that never evicts: {100 * ideal:.1f}%), "
-              f"{reads:.0f} registry reads; {m.cpu_text()}")  # fmt: skip
+    detail = (
+        f"hits {100 * share:.1f}% (a cache that never evicts: {100 * ideal:.1f}%), "
+        f"{reads:.0f} registry reads; {m.cpu_text()}"
+    )
     target = f"idnode zipf s={plan.zipf_s:g} over {plan.keys // 1000}k"
     return [row("3 miss/zipf", target, m, ratio, "floor" if ratio else "", detail=detail)], checks(
         "zipf", m, plan.window

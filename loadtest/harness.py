@@ -20,7 +20,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -41,10 +41,8 @@ class BenchError(Exception):
 
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: SIGTERM it when we die, however we die.
-    try:
+    with suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 def taskset(cpu: int | None) -> list[str]:
@@ -125,8 +123,11 @@ def build_udpblast(src: Path, out: Path, libs: Sequence[str] = ()) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
         [gcc, "-O2", "-o", str(out), str(src), *libs],
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     if result.returncode != 0:
         raise BenchError(f"building {out.name} failed: {result.stderr.strip()}")
     return out
@@ -151,9 +152,16 @@ def run_udpblast(
     binary: Path, port: int, requests: Path, seconds: float, window: int, cpu: int | None
 ) -> BlastResult:
     args = [
-        *taskset(cpu), str(binary), "127.0.0.1", str(port), str(requests), f"{seconds:g}",
-        str(window), str(HANDLE_ID_OFFSET), str(HANDLE_ID_LENGTH),
-    ]  # fmt: skip
+        *taskset(cpu),
+        str(binary),
+        "127.0.0.1",
+        str(port),
+        str(requests),
+        f"{seconds:g}",
+        str(window),
+        str(HANDLE_ID_OFFSET),
+        str(HANDLE_ID_LENGTH),
+    ]
     try:
         result = subprocess.run(
             args, capture_output=True, text=True, timeout=seconds + 30, check=False
@@ -181,13 +189,17 @@ class Child:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                list(args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=dict(env) if env is not None else None, cwd=REPO,
+                list(args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=dict(env) if env is not None else None,
+                cwd=REPO,
                 start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
                 # Only called while no other thread runs (the load threads of the profile
                 # come later), so running Python between fork and exec is safe here.
-                preexec_fn=_die_with_parent,  # noqa: PLW1509
-            )  # fmt: skip
+                preexec_fn=_die_with_parent,
+            )
 
     @property
     def pid(self) -> int:
@@ -276,10 +288,24 @@ def start_idnode(
     cache, workers) and ``extra_args`` (``--demo``), and reporting every front's port.
     """
     args = [
-        *taskset(cpu), python, "-m", "node.cli", "serve", "--database-url", database_url,
-        "--data-dir", str(data_dir), "--handle-port", "0", "--admin-port", "0", "--http-port", "0",
-        *(("--prefixes", prefixes) if prefixes else ()), *extra_args,
-    ]  # fmt: skip
+        *taskset(cpu),
+        python,
+        "-m",
+        "node.cli",
+        "serve",
+        "--database-url",
+        database_url,
+        "--data-dir",
+        str(data_dir),
+        "--handle-port",
+        "0",
+        "--admin-port",
+        "0",
+        "--http-port",
+        "0",
+        *(("--prefixes", prefixes) if prefixes else ()),
+        *extra_args,
+    ]
     env = node_env() | dict(extra_env or {})
     for attempt in range(3):
         child = Child(name, args, OUT / f"{name}.log", env)
@@ -313,10 +339,24 @@ def start_node(
     only the flags here (and ``extra_env``) configure the node.
     """
     args = [
-        *taskset(cpu), python, "-m", "node.cli", "serve", "--database-url", database_url,
-        "--data-dir", str(data_dir), "--handle-port", "0", "--admin-port", "0", "--http-port", "0",
-        "--prefixes", prefixes,
-    ]  # fmt: skip
+        *taskset(cpu),
+        python,
+        "-m",
+        "node.cli",
+        "serve",
+        "--database-url",
+        database_url,
+        "--data-dir",
+        str(data_dir),
+        "--handle-port",
+        "0",
+        "--admin-port",
+        "0",
+        "--http-port",
+        "0",
+        "--prefixes",
+        prefixes,
+    ]
     env = node_env() | dict(extra_env or {})
     for attempt in range(3):
         child = Child("idnode", args, OUT / "native_udp_node.log", env)

@@ -32,7 +32,7 @@ if __name__ == "__main__":
     parser.add_argument("--lifetime-s", type=float, default=600)
     args = parser.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from node.loop import install_fast_loop
+    from node.runtime.loop import install_fast_loop
 
     install_fast_loop()
     asyncio.run(main(args.body_file.read_bytes(), args.lifetime_s))

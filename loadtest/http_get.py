@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from loadtest.harness import OUT, Child, node_env, taskset  # noqa: E402
+from loadtest.harness import OUT, Child, node_env, taskset
 
 HANDLE = "88.118.2/ROLL-2026-000123"
 _READY = re.compile(r"ready: .* http=(\d+)")
@@ -35,7 +35,10 @@ _RATE = re.compile(r"Requests/sec:\s+([\d.]+)")
 def wrk(url: str, seconds: int, connections: int, cpu: int | None) -> dict[str, float]:
     out = subprocess.run(
         [*taskset(cpu), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", url],
-        capture_output=True, text=True, timeout=seconds + 60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        check=True,
     ).stdout
     rate = float(_RATE.search(out).group(1))  # type: ignore[union-attr]
 
@@ -46,7 +49,12 @@ def wrk(url: str, seconds: int, connections: int, cpu: int | None) -> dict[str, 
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rate": rate, "p50": pct("50"), "p99": pct("99"), "non2xx": float(errors.group(1)) if errors else 0.0}
+    return {
+        "rate": rate,
+        "p50": pct("50"),
+        "p99": pct("99"),
+        "non2xx": float(errors.group(1)) if errors else 0.0,
+    }
 
 
 def main() -> int:
@@ -66,11 +74,25 @@ def main() -> int:
     try:
         node = Child(
             "idnode",
-            [*taskset(server_cpu), sys.executable, "-m", "node.cli", "serve", "--demo",
-             "--data-dir", str(base / "data"), "--http-port", "0", "--handle-port", "0",
-             "--admin-port", "0"],
-            OUT / "http_get_node.log", node_env(),
-        )  # fmt: skip
+            [
+                *taskset(server_cpu),
+                sys.executable,
+                "-m",
+                "node.cli",
+                "serve",
+                "--demo",
+                "--data-dir",
+                str(base / "data"),
+                "--http-port",
+                "0",
+                "--handle-port",
+                "0",
+                "--admin-port",
+                "0",
+            ],
+            OUT / "http_get_node.log",
+            node_env(),
+        )
         children.append(node)
         port = int(node.wait_for_line(_READY, 120).group(1))
         url = f"http://127.0.0.1:{port}/api/handles/{HANDLE}"
@@ -80,16 +102,24 @@ def main() -> int:
         (base / "body.json").write_bytes(body)
         floor = Child(
             "floor",
-            [*taskset(server_cpu), sys.executable, str(Path(__file__).with_name("http_floor.py")),
-             "--body-file", str(base / "body.json")],
-            OUT / "http_get_floor.log", node_env(),
-        )  # fmt: skip
+            [
+                *taskset(server_cpu),
+                sys.executable,
+                str(Path(__file__).with_name("http_floor.py")),
+                "--body-file",
+                str(base / "body.json"),
+            ],
+            OUT / "http_get_floor.log",
+            node_env(),
+        )
         children.append(floor)
         floor_port = int(floor.wait_for_line(_FLOOR, 30).group(1))
 
         wrk(url, 2, args.connections, load_cpu)  # warm-up
         results = {
-            "aiohttp fixed bytes (floor)": wrk(f"http://127.0.0.1:{floor_port}/x", args.seconds, args.connections, load_cpu),
+            "aiohttp fixed bytes (floor)": wrk(
+                f"http://127.0.0.1:{floor_port}/x", args.seconds, args.connections, load_cpu
+            ),
             "idnode GET (no cache)": wrk(url, args.seconds, args.connections, load_cpu),
         }
     finally:
@@ -99,16 +129,32 @@ def main() -> int:
 
     floor_rate = results["aiohttp fixed bytes (floor)"]["rate"]
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    print(f"\n# {now}  nproc={os.cpu_count()}  wrk -t1 -c{args.connections} -d{args.seconds}s keep-alive"
-          f"  pinned={'yes' if args.pin else 'no'}  body={len(body)} B  handle={HANDLE}")
+    print(
+        f"\n# {now}  nproc={os.cpu_count()}  wrk -t1 -c{args.connections} -d{args.seconds}s keep-alive"
+        f"  pinned={'yes' if args.pin else 'no'}  body={len(body)} B  handle={HANDLE}"
+    )
     print(f"{'target':<30}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}{'vs floor':>10}")
     with (OUT / "http_get.csv").open("a", newline="") as f:
         w = csv.writer(f)
         for name, r in results.items():
             ratio = r["rate"] / floor_rate if floor_rate else float("nan")
-            print(f"{name:<30}{r['rate']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9.0f}{ratio:>10.2f}")
-            w.writerow([now, name, round(r["rate"]), r["p50"], r["p99"], int(r["non2xx"]), round(ratio, 3),
-                        args.connections, args.seconds, args.pin])
+            print(
+                f"{name:<30}{r['rate']:>10.0f}{r['p50']:>9.2f}{r['p99']:>9.2f}{r['non2xx']:>9.0f}{ratio:>10.2f}"
+            )
+            w.writerow(
+                [
+                    now,
+                    name,
+                    round(r["rate"]),
+                    r["p50"],
+                    r["p99"],
+                    int(r["non2xx"]),
+                    round(ratio, 3),
+                    args.connections,
+                    args.seconds,
+                    args.pin,
+                ]
+            )
     return 0
 
 

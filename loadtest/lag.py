@@ -41,13 +41,13 @@ from loadtest.harness import (
     scrape_samples,
     start_idnode,
 )
-from node.demo import SILK_MILL
+from node.demo.dataset import SILK_MILL
 from protocol.bodies import ResolutionRequest
 from protocol.codes import OpCode, OpFlag
 from protocol.message import Envelope, Header, Message, encode
 
 PROBE = "88.118.2/LAG-PROBE"
-ADMIN = "300:88.118.2/ADMIN"  # the silk mill's admin in the demo data (node.demo)
+ADMIN = "300:88.118.2/ADMIN"  # the silk mill's admin in the demo data (node.demo.dataset)
 LAG_DATABASE = "idnode_bench_lag"
 POLL_TIMEOUT_S = 5.0  # a write B has not shown by then counts as a failure
 REQUEST_ID = slice(8, 12)  # in the Handle envelope (docs/protocol.md)
@@ -87,9 +87,13 @@ def quantile(values: list[float], q: float) -> float:
 def probe_values(n: int) -> list[dict[str, object]]:
     admin = {"handle": "88.118.2/ADMIN", "index": 300, "permissions": "111111111111"}
     return [
-        {"index": 1, "type": "URL", "data": {"format": "string", "value": f"https://trace.example.com/lag/{n:06d}"}},
+        {
+            "index": 1,
+            "type": "URL",
+            "data": {"format": "string", "value": f"https://trace.example.com/lag/{n:06d}"},
+        },
         {"index": 100, "type": "HS_ADMIN", "data": {"format": "admin", "value": admin}},
-    ]  # fmt: skip
+    ]
 
 
 def marker(n: int) -> bytes:
@@ -131,8 +135,11 @@ class UdpAsker(asyncio.DatagramProtocol):
 
 
 def probe_request() -> bytearray:
-    header = Header(OpCode.RESOLUTION, flags=OpFlag.RECU | OpFlag.CACR | OpFlag.PUBL,
-                    expiration=int(time.time()) + 43_200)  # fmt: skip
+    header = Header(
+        OpCode.RESOLUTION,
+        flags=OpFlag.RECU | OpFlag.CACR | OpFlag.PUBL,
+        expiration=int(time.time()) + 43_200,
+    )
     return bytearray(
         encode(Message(Envelope(request_id=1), header, ResolutionRequest(PROBE, (1,))))
     )
@@ -233,8 +240,10 @@ def run_lag(
         )
         nodes.append(start_idnode(dsn, base / "b", name="cache_bench_lag_b", extra_env=env))
         a, b = nodes
-        progress(f"instances A (pid {a.pid}, http {a.http_port}) and B (pid {b.pid}, udp "
-                 f"{b.handle_port}, http {b.http_port}) up; {writes} writes through A ...")  # fmt: skip
+        progress(
+            f"instances A (pid {a.pid}, http {a.http_port}) and B (pid {b.pid}, udp "
+            f"{b.handle_port}, http {b.http_port}) up; {writes} writes through A ..."
+        )
         before: Samples = scrape_samples(b.admin_port)
         seen = asyncio.run(measure(a, b, writes, gap_s))
         after = scrape_samples(b.admin_port)

@@ -66,22 +66,55 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(tempfile.mkdtemp(prefix="idnode-locust-"))
     try:
         with embedded_registry() as server:
-            node = start_idnode(server.dsn, data, name="locust_node", extra_args=["--demo"],
-                                extra_env={"IDNODE_WORKERS": str(args.workers)}, ready_timeout_s=180)  # fmt: skip
+            node = start_idnode(
+                server.dsn,
+                data,
+                name="locust_node",
+                extra_args=["--demo"],
+                extra_env={"IDNODE_WORKERS": str(args.workers)},
+                ready_timeout_s=180,
+            )
             try:
-                print(f"node pid {node.pid} on http {node.http_port} (demo data); loading {args.rolls} rolls ...",
-                      file=sys.stderr)  # fmt: skip
+                print(
+                    f"node pid {node.pid} on http {node.http_port} (demo data); loading {args.rolls} rolls ...",
+                    file=sys.stderr,
+                )
                 loaded = asyncio.run(load_rolls(server.dsn, args.rolls))
-                print(f"{loaded.rolls} rolls in {loaded.seconds:.1f} s; locust {args.users} users, "
-                      f"{args.run_time} ...", file=sys.stderr)  # fmt: skip
+                print(
+                    f"{loaded.rolls} rolls in {loaded.seconds:.1f} s; locust {args.users} users, "
+                    f"{args.run_time} ...",
+                    file=sys.stderr,
+                )
                 locust = [
-                    sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless",
-                    "-u", str(args.users), "-r", f"{args.spawn_rate:g}", "-t", args.run_time,
-                    "--csv", str(args.csv), "--host", f"http://127.0.0.1:{node.http_port}",
-                    "--rolls", str(args.rolls), "--only-summary", "--loglevel", "WARNING",
-                ]  # fmt: skip
-                result = subprocess.run(locust, check=False, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)  # fmt: skip
+                    sys.executable,
+                    "-m",
+                    "locust",
+                    "-f",
+                    str(LOCUSTFILE),
+                    "--headless",
+                    "-u",
+                    str(args.users),
+                    "-r",
+                    f"{args.spawn_rate:g}",
+                    "-t",
+                    args.run_time,
+                    "--csv",
+                    str(args.csv),
+                    "--host",
+                    f"http://127.0.0.1:{node.http_port}",
+                    "--rolls",
+                    str(args.rolls),
+                    "--only-summary",
+                    "--loglevel",
+                    "WARNING",
+                ]
+                result = subprocess.run(
+                    locust,
+                    check=False,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
             finally:
                 node.stop()
     except BenchError as exc:
@@ -95,8 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     if result.returncode not in (0, 1):  # 1: some requests failed (shown in the table)
         print(result.stderr[-3000:], file=sys.stderr)
         return result.returncode
-    print(f"# locust -u {args.users} -r {args.spawn_rate:g} -t {args.run_time}, {args.rolls} rolls, "
-          f"node workers={args.workers}; CSVs: {args.csv}_*.csv")  # fmt: skip
+    print(
+        f"# locust -u {args.users} -r {args.spawn_rate:g} -t {args.run_time}, {args.rolls} rolls, "
+        f"node workers={args.workers}; CSVs: {args.csv}_*.csv"
+    )
     for line in summary(args.csv):
         print(line)
     return result.returncode

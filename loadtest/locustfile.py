@@ -36,7 +36,7 @@ from locust import HttpUser, between, events, task
 from loadtest.lag import basic_auth
 from loadtest.rolls import roll_handle
 from loadtest.zipf import ZipfKeys
-from node.demo import PONGEE, SILK_MILL, demo_dataset, greige_roll
+from node.demo.dataset import PONGEE, SILK_MILL, demo_dataset, greige_roll
 
 # The demo's traceable records (not the admin handles or the templates).
 DEMO_HANDLES = [
@@ -76,13 +76,17 @@ class Partner(HttpUser):
 
     @task(10)
     def resolve(self) -> None:
-        self.client.get(f"/api/handles/{popular_roll(self.environment.parsed_options)}",
-                        name="/api/handles/[roll]")  # fmt: skip
+        self.client.get(
+            f"/api/handles/{popular_roll(self.environment.parsed_options)}",
+            name="/api/handles/[roll]",
+        )
 
     @task(3)
     def resolve_url_only(self) -> None:
-        self.client.get(f"/api/handles/{popular_roll(self.environment.parsed_options)}?type=URL",
-                        name="/api/handles/[roll]?type=URL")  # fmt: skip
+        self.client.get(
+            f"/api/handles/{popular_roll(self.environment.parsed_options)}?type=URL",
+            name="/api/handles/[roll]?type=URL",
+        )
 
     @task(2)
     def trace_chain(self) -> None:
@@ -93,8 +97,13 @@ class Partner(HttpUser):
         # A phone scanning a roll's QR label: the proxy answers 302 to the record's URL
         # (a trace site we do not follow here).
         handle = popular_roll(self.environment.parsed_options)
-        with self.client.get(f"/{handle}", headers={"Accept": "text/html"}, allow_redirects=False,
-                             name="/[roll] (label scan)", catch_response=True) as r:  # fmt: skip
+        with self.client.get(
+            f"/{handle}",
+            headers={"Accept": "text/html"},
+            allow_redirects=False,
+            name="/[roll] (label scan)",
+            catch_response=True,
+        ) as r:
             if r.status_code == 302:
                 r.success()
             else:
@@ -103,14 +112,18 @@ class Partner(HttpUser):
     @task(1)
     def record_page(self) -> None:
         handle = popular_roll(self.environment.parsed_options)
-        self.client.get(f"/{handle}?noredirect", headers={"Accept": "text/html"},
-                        name="/[roll]?noredirect (page)")  # fmt: skip
+        self.client.get(
+            f"/{handle}?noredirect",
+            headers={"Accept": "text/html"},
+            name="/[roll]?noredirect (page)",
+        )
 
     @task(1)
     def not_registered(self) -> None:
         handle = roll_handle(MISSING_BASE + random.randrange(100_000))
-        with self.client.get(f"/api/handles/{handle}", name="/api/handles/[missing]",
-                             catch_response=True) as r:  # fmt: skip
+        with self.client.get(
+            f"/api/handles/{handle}", name="/api/handles/[missing]", catch_response=True
+        ) as r:
             if r.status_code == 404:
                 r.success()
             else:
@@ -136,8 +149,9 @@ class Mes(HttpUser):
     @task(5)
     def register(self) -> None:
         handle, values = self._roll(f"M{self.tag}{next(self.numbers):05d}", "100.0")
-        r = self.client.put(f"/api/handles/{handle}", json=values, headers=self.auth,
-                            name="/api/handles/[new roll]")  # fmt: skip
+        r = self.client.put(
+            f"/api/handles/{handle}", json=values, headers=self.auth, name="/api/handles/[new roll]"
+        )
         if r.status_code in (200, 201):
             self.mine.append(handle)
 
@@ -148,5 +162,9 @@ class Mes(HttpUser):
         handle = random.choice(self.mine)
         number = handle.rpartition("-")[2]
         _, values = self._roll(number, random.choice(("99.5", "100.5", "98.0")))
-        self.client.put(f"/api/handles/{handle}", json=values, headers=self.auth,
-                        name="/api/handles/[correction]")  # fmt: skip
+        self.client.put(
+            f"/api/handles/{handle}",
+            json=values,
+            headers=self.auth,
+            name="/api/handles/[correction]",
+        )

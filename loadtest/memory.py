@@ -59,14 +59,27 @@ def miss_and_memory(
             f"3 miss: distinct identifiers only (perm over {plan.keys}), {plan.seconds:g} s"
         )
         # perm: the measured run takes the keys after the warm-up's, so none repeats.
-        m = measure(plan, proc.handle_port, stream, metrics=[proc.admin_port],
-                    parties=node_parties(plan, proc))  # fmt: skip
+        m = measure(
+            plan,
+            proc.handle_port,
+            stream,
+            metrics=[proc.admin_port],
+            parties=node_parties(plan, proc),
+        )
         hits = m.delta("idnode_cache_hits_total", front="udp")
         reads = m.delta("idnode_cache_registry_reads_total")
         ratio = m.run.blast.rate / floor_rate if floor_rate else None
-        rows = [row("3 miss/zipf", "idnode miss (every id new)", m, ratio, "floor" if ratio else "",
-                    detail=f"registry reads {reads:.0f} for {m.run.blast.replies} replies, "
-                           f"cache hits {hits:.0f}; {m.cpu_text()}")]  # fmt: skip
+        rows = [
+            row(
+                "3 miss/zipf",
+                "idnode miss (every id new)",
+                m,
+                ratio,
+                "floor" if ratio else "",
+                detail=f"registry reads {reads:.0f} for {m.run.blast.replies} replies, "
+                f"cache hits {hits:.0f}; {m.cpu_text()}",
+            )
+        ]
         notes = checks("miss", m, plan.window)
         if hits > 0.01 * max(1, m.run.blast.replies):
             notes.append(
@@ -84,12 +97,19 @@ def miss_and_memory(
             f"; PROJECTED at {GOAL_RECORDS // 1000}k: {at_goal / MiB:.0f} MiB (not measured)"
         )
         ok = None
-    rows.append(Row(
-        "5 memory", f"RSS, {mem.entries / 1000:.0f}k records cached", goal=f"<={MEMORY_GOAL_BYTES // MiB}MiB", ok=ok,
-        detail=(f"RSS {mem.rss_after / MiB:.0f} MiB (at start {mem.rss_before / MiB:.0f} MiB; {per_entry:.0f} B "
+    rows.append(
+        Row(
+            "5 memory",
+            f"RSS, {mem.entries / 1000:.0f}k records cached",
+            goal=f"<={MEMORY_GOAL_BYTES // MiB}MiB",
+            ok=ok,
+            detail=(
+                f"RSS {mem.rss_after / MiB:.0f} MiB (at start {mem.rss_before / MiB:.0f} MiB; {per_entry:.0f} B "
                 f"per record{projected}); cache's own estimate {mem.cache_bytes / MiB:.0f} MiB, evictions "
-                f"{mem.evictions:.0f}; filled at {mem.fill_rate:.0f}/s in {mem.fill_seconds:.0f} s"),
-    ))  # fmt: skip
+                f"{mem.evictions:.0f}; filled at {mem.fill_rate:.0f}/s in {mem.fill_seconds:.0f} s"
+            ),
+        )
+    )
     if mem.fill_lost:
         notes.append(
             f"note: memory fill: udpload wrote off {mem.fill_lost} requests (windows of {plan.window} "
@@ -121,12 +141,21 @@ def _fill(plan: UdpPlan, proc: NodeProcess, start: int, rss_before: int) -> Memo
         if number == len(passes) and _entries(proc) >= plan.keys:
             break  # the first pass cached every record: no second one
         stream = KeyStream("perm", plan.keys, start=first, count=count)
-        result = run_udpload(plan.loader, proc.handle_port, stream, 3600.0, plan.window,
-                             sockets=plan.sockets, cpu=plan.loader_cpu)  # fmt: skip
+        result = run_udpload(
+            plan.loader,
+            proc.handle_port,
+            stream,
+            3600.0,
+            plan.window,
+            sockets=plan.sockets,
+            cpu=plan.loader_cpu,
+        )
         replies += result.blast.replies
         lost += result.blast.lost
-        plan.progress(f"5 memory: {_entries(proc):.0f} records cached, RSS {rss_of(proc.pid) / MiB:.0f} MiB "
-                      f"({result.blast.rate:.0f}/s, {result.blast.lost} lost)")  # fmt: skip
+        plan.progress(
+            f"5 memory: {_entries(proc):.0f} records cached, RSS {rss_of(proc.pid) / MiB:.0f} MiB "
+            f"({result.blast.rate:.0f}/s, {result.blast.lost} lost)"
+        )
     seconds = time.perf_counter() - began
     time.sleep(1.0)  # let the loop finish what it had in hand before reading
     samples = scrape_samples(proc.admin_port)

@@ -8,7 +8,7 @@ requests, window and duration. Prints one table; appends it to loadtest/out/nati
 What runs: udpblast (built from loadtest/udpblast.c) -> 127.0.0.1 -> the node's
 UDP front -> resolver -> registry (PostgreSQL, one indexed read per request: no cache
 yet) -> reply. Every request resolves a seeded textile-roll identifier; before
-measuring, one is resolved with node.client.NativeClient and checked (RC 1, all
+measuring, one is resolved with node.client.native.NativeClient and checked (RC 1, all
 values), and after it the node's own counters must show RC 1 for the replies. See
 loadtest/README.md for how to read the numbers.
 """
@@ -54,7 +54,7 @@ from loadtest.harness import (
 )
 from loadtest.pyspy import Load, profile_node
 from loadtest.rolls import MAX_FIELDS, NODE_PREFIX, embedded_registry, roll_handle, seed_rolls
-from node.client import NativeClient
+from node.client.native import NativeClient
 from protocol.bodies import ResolutionReply, ResolutionRequest
 from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.fragment import fragment_encoded
@@ -67,10 +67,27 @@ REFERENCE_NOTE = (
 )
 CSV_PATH = OUT / "native_udp.csv"
 CSV_FIELDS = (
-    "run_at", "target", "replies_per_s", "p50_ms", "p99_ms", "lost", "replies", "seconds",
-    "vs_floor", "window", "identifiers", "distinct_handles", "fields", "reply_datagrams",
-    "pinned", "nproc", "python", "loop", "busy_before", "cpu_us_per_reply",
-)  # fmt: skip
+    "run_at",
+    "target",
+    "replies_per_s",
+    "p50_ms",
+    "p99_ms",
+    "lost",
+    "replies",
+    "seconds",
+    "vs_floor",
+    "window",
+    "identifiers",
+    "distinct_handles",
+    "fields",
+    "reply_datagrams",
+    "pinned",
+    "nproc",
+    "python",
+    "loop",
+    "busy_before",
+    "cpu_us_per_reply",
+)
 # What the reference client sends (docs/protocol.md): RECU | CACR | PUBL.
 REQUEST_FLAGS = OpFlag.RECU | OpFlag.CACR | OpFlag.PUBL
 SERVER_CPU, LOADER_CPU = 1, 0
@@ -123,13 +140,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--profile-seconds", type=float, default=8.0)
     p.add_argument("--database-url", help="use this PostgreSQL instead of a temporary embedded one")
-    p.add_argument("--signed", action="store_true", help="seed records carrying an HS_SIGNATURE value")
+    p.add_argument(
+        "--signed", action="store_true", help="seed records carrying an HS_SIGNATURE value"
+    )
     p.add_argument("--udpblast-src", type=Path, default=DEFAULT_UDPBLAST_SRC)
     p.add_argument("--seed", type=int, default=1, help="random seed for the request mix")
     args = p.parse_args(argv)
     if not 1 <= args.identifiers <= 9_999_999:
         p.error("--identifiers must be 1..9999999")
-    if args.hot is not None and not 1 <= args.hot:
+    if args.hot is not None and not args.hot >= 1:
         p.error("--hot must be at least 1")
     if not 0 <= args.fields <= MAX_FIELDS:
         p.error(f"--fields must be 0..{MAX_FIELDS}")
@@ -254,8 +273,11 @@ def run(args: argparse.Namespace, stack: ExitStack) -> int:
                 for pid in process_tree(postmaster):
                     os.sched_setaffinity(pid, {LOADER_CPU})
     seeded = asyncio.run(seed_rolls(dsn, args.identifiers, args.fields, signed=args.signed))
-    print(f"seeded {seeded.count} rolls in {seeded.seconds:.1f} s "
-          f"({seeded.value_count} values, {seeded.record_bytes} B each)", file=sys.stderr)  # fmt: skip
+    print(
+        f"seeded {seeded.count} rolls in {seeded.seconds:.1f} s "
+        f"({seeded.value_count} values, {seeded.record_bytes} B each)",
+        file=sys.stderr,
+    )
 
     rolls = pick_rolls(args.identifiers, args.hot, random.Random(args.seed))
     requests = OUT / "native_udp_requests.hex"
@@ -267,8 +289,11 @@ def run(args: argparse.Namespace, stack: ExitStack) -> int:
     node, port, admin = start_node(dsn, node_dir, NODE_PREFIX, server_cpu)
     stack.callback(node.stop)
     datagrams = asyncio.run(check_resolution(port, roll_handle(rolls[0]), seeded.value_count))
-    print(f"node pid {node.pid} on udp {port}: {roll_handle(rolls[0])} resolves, RC 1, "
-          f"{seeded.value_count} values, {datagrams} datagram(s); measuring ...", file=sys.stderr)  # fmt: skip
+    print(
+        f"node pid {node.pid} on udp {port}: {roll_handle(rolls[0])} resolves, RC 1, "
+        f"{seeded.value_count} values, {datagrams} datagram(s); measuring ...",
+        file=sys.stderr,
+    )
 
     before = scrape(admin)
     node_run = measure(
@@ -339,22 +364,31 @@ class Report:
             beside = " + embedded PostgreSQL" if self.registry_kind == "embedded" else ""
             pinned = f"yes (servers CPU {SERVER_CPU}, udpblast{beside} CPU {LOADER_CPU})"
         print()
-        print(f"# {self.run_at}  nproc={os.cpu_count()}  python={platform.python_version()}  "
-              f"loop={self.loop_kind} (echo: {self.echo_loop})  pinned={pinned}  "
-              f"busy before start={100 * self.busy_before:.0f}% of all CPUs")  # fmt: skip
-        print(f"# seconds={args.seconds:g} (after {args.warmup:g} s warm-up)  "
-              f"window={args.window}  identifiers={args.identifiers}  "
-              f"distinct handles in requests={self.distinct}  fields={args.fields}  "
-              f"reply={self.datagrams} datagram(s)  registry={self.registry_kind} PostgreSQL")  # fmt: skip
+        print(
+            f"# {self.run_at}  nproc={os.cpu_count()}  python={platform.python_version()}  "
+            f"loop={self.loop_kind} (echo: {self.echo_loop})  pinned={pinned}  "
+            f"busy before start={100 * self.busy_before:.0f}% of all CPUs"
+        )
+        print(
+            f"# seconds={args.seconds:g} (after {args.warmup:g} s warm-up)  "
+            f"window={args.window}  identifiers={args.identifiers}  "
+            f"distinct handles in requests={self.distinct}  fields={args.fields}  "
+            f"reply={self.datagrams} datagram(s)  registry={self.registry_kind} PostgreSQL"
+        )
         for line in table(self.rows):
             print(line)
         print(f"# {REFERENCE_NOTE}")
         other = {rc: n for rc, n in self.rcs.items() if rc != "1"}
-        print(f"# node counted {sum(self.rcs.values())} UDP resolutions in the warm-up + run: "
-              f"{self.rcs.get('1', 0)} RC 1" + (f", others {other}" if other else "")
-              + (f"; dropped {dict(self.drops)}" if self.drops else "; none dropped"))  # fmt: skip
-        print(f"# CPU µs per reply in the measured runs: idnode run: {cpu_parts(node.run)}; "
-              f"floor run: {cpu_parts(floor.run)}")  # fmt: skip
+        print(
+            f"# node counted {sum(self.rcs.values())} UDP resolutions in the warm-up + run: "
+            f"{self.rcs.get('1', 0)} RC 1"
+            + (f", others {other}" if other else "")
+            + (f"; dropped {dict(self.drops)}" if self.drops else "; none dropped")
+        )
+        print(
+            f"# CPU µs per reply in the measured runs: idnode run: {cpu_parts(node.run)}; "
+            f"floor run: {cpu_parts(floor.run)}"
+        )
         problems = [
             note
             for note in (
@@ -379,18 +413,30 @@ class Report:
                 writer.writeheader()
             for r in self.rows:
                 b = r.run.result
-                writer.writerow({
-                    "run_at": self.run_at, "target": r.target, "replies_per_s": round(b.rate),
-                    "p50_ms": b.p50_ms, "p99_ms": b.p99_ms, "lost": b.lost,
-                    "replies": b.replies, "seconds": b.seconds,
-                    "vs_floor": round(r.vs_floor, 3), "window": args.window,
-                    "identifiers": args.identifiers, "distinct_handles": self.distinct,
-                    "fields": args.fields, "reply_datagrams": self.datagrams,
-                    "pinned": int(self.pinned), "nproc": os.cpu_count(),
-                    "python": platform.python_version(), "loop": self.loop_kind,
-                    "busy_before": round(self.busy_before, 3),
-                    "cpu_us_per_reply": cpu_parts(r.run),
-                })  # fmt: skip
+                writer.writerow(
+                    {
+                        "run_at": self.run_at,
+                        "target": r.target,
+                        "replies_per_s": round(b.rate),
+                        "p50_ms": b.p50_ms,
+                        "p99_ms": b.p99_ms,
+                        "lost": b.lost,
+                        "replies": b.replies,
+                        "seconds": b.seconds,
+                        "vs_floor": round(r.vs_floor, 3),
+                        "window": args.window,
+                        "identifiers": args.identifiers,
+                        "distinct_handles": self.distinct,
+                        "fields": args.fields,
+                        "reply_datagrams": self.datagrams,
+                        "pinned": int(self.pinned),
+                        "nproc": os.cpu_count(),
+                        "python": platform.python_version(),
+                        "loop": self.loop_kind,
+                        "busy_before": round(self.busy_before, 3),
+                        "cpu_us_per_reply": cpu_parts(r.run),
+                    }
+                )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,8 +28,20 @@ def find_py_spy() -> str | None:
 def py_spy_record(
     py_spy: str, pid: int, seconds: float, output: Path, fmt: str, native: bool = False
 ) -> subprocess.Popen[str]:
-    args = [py_spy, "record", "--pid", str(pid), "--duration", f"{seconds:.0f}",
-            "--rate", "200", "--format", fmt, "--output", str(output)]  # fmt: skip
+    args = [
+        py_spy,
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        f"{seconds:.0f}",
+        "--rate",
+        "200",
+        "--format",
+        fmt,
+        "--output",
+        str(output),
+    ]
     if native:
         args.append("--native")
     # No preexec_fn: a load thread is running. py-spy stops by itself after --duration.

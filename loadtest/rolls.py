@@ -15,7 +15,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncpg
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from node.demo_templates import ROLL
+from node.demo.templates import ROLL
 from protocol.creditcode import check_character
 from protocol.handle import normalise, parse_handle
 from protocol.jose import SigningKey
@@ -103,9 +103,11 @@ class RollRecords:
         self.items = ROLL.items[:fields]
         self.value_count = 3 + fields
         admin = data_from_json(
-            {"format": "admin",
-             "value": {"handle": f"{PREFIX}/ADMIN", "index": 300, "permissions": "111111111111"}}
-        )  # fmt: skip
+            {
+                "format": "admin",
+                "value": {"handle": f"{PREFIX}/ADMIN", "index": 300, "permissions": "111111111111"},
+            }
+        )
         self._fixed = (
             HandleValue(100, "HS_ADMIN", admin, timestamp=now_s),
             HandleValue(1001, "TEMPLATE", ROLL.handle.encode(), timestamp=now_s),
@@ -188,8 +190,13 @@ def signed_wire(records: RollRecords, signer: SigningKey | None) -> Callable[[in
 
     def wire(n: int) -> bytes:
         values = with_signature(
-            roll_handle(n), records.values(n), signer, "400:0.NA/88.118",
-            now=records.now_s, lifetime_s=86400 * 365, chain=("400:0.NA/88.118",),
+            roll_handle(n),
+            records.values(n),
+            signer,
+            "400:0.NA/88.118",
+            now=records.now_s,
+            lifetime_s=86400 * 365,
+            chain=("400:0.NA/88.118",),
         )
         return encode_values(values)
 
@@ -199,14 +206,10 @@ def signed_wire(records: RollRecords, signer: SigningKey | None) -> Callable[[in
 async def register_prefix(pool: asyncpg.Pool, now: datetime) -> None:
     """The enterprise and prefix the rolls belong to (already there: left as they are)."""
     registry = Registry(pool)
-    try:
+    with suppress(Conflict):
         await registry.add_enterprise(ENTERPRISE, CREDIT_CODE, "压测 <bench@example.com>", now)
-    except Conflict:
-        pass
-    try:
+    with suppress(Conflict):
         await registry.add_prefix(PREFIX, CREDIT_CODE, now)
-    except Conflict:
-        pass
 
 
 async def seed_rolls(dsn: str, count: int, fields: int, *, signed: bool = False) -> Seeded:

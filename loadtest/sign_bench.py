@@ -25,8 +25,8 @@ import asyncpg
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from loadtest.rolls import RollRecords, embedded_registry, seed_rolls
-from node.signing import RecordSigner
-from node.writes import WriteService
+from node.signing.signer import RecordSigner
+from node.writes.service import WriteService
 from protocol.handle import parse_handle
 from protocol.jose import SigningKey
 from registry.store import Registry

@@ -3,7 +3,7 @@
 It answers every datagram with the datagram itself: no decoding, no task, no registry,
 so udpblast driving it measures what one Python process on this loop can do per
 packet at all (docs/figures.md: ~140k replies/s under uvloop on this machine class). It uses
-uvloop when installed, exactly as ``node.loop.install_fast_loop`` does for the node,
+uvloop when installed, exactly as ``node.runtime.loop.install_fast_loop`` does for the node,
 so the two are compared on the same loop implementation.
 
     python loadtest/udp_echo.py [--host 127.0.0.1] [--port 0] [--lifetime-s 900]
@@ -33,7 +33,7 @@ class Echo(asyncio.DatagramProtocol):
 
 
 def install_fast_loop() -> str:
-    # Same choice as node.loop.install_fast_loop, kept inline so the floor imports
+    # Same choice as node.runtime.loop.install_fast_loop, kept inline so the floor imports
     # nothing of the project.
     try:
         import uvloop

@@ -81,12 +81,33 @@ def run_udpload(
 ) -> LoadResult:
     hex_request, offset = template()
     args = [
-        *taskset(cpu), str(binary), "127.0.0.1", str(port), f"{seconds:g}", str(window),
-        "-t", hex_request, "-k", f"{offset}:{KEY_DIGITS}", "-s", str(sockets),
-        "-m", stream.mode, "-n", str(stream.keys), "-z", f"{stream.zipf_s:g}",
-        "-K", str(stream.hot), "-b", str(stream.start), "-c", str(stream.count),
-        "-r", str(stream.seed),
-    ]  # fmt: skip
+        *taskset(cpu),
+        str(binary),
+        "127.0.0.1",
+        str(port),
+        f"{seconds:g}",
+        str(window),
+        "-t",
+        hex_request,
+        "-k",
+        f"{offset}:{KEY_DIGITS}",
+        "-s",
+        str(sockets),
+        "-m",
+        stream.mode,
+        "-n",
+        str(stream.keys),
+        "-z",
+        f"{stream.zipf_s:g}",
+        "-K",
+        str(stream.hot),
+        "-b",
+        str(stream.start),
+        "-c",
+        str(stream.count),
+        "-r",
+        str(stream.seed),
+    ]
     timeout = seconds + 60
     try:
         result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)

@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import signal
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from protocol.keys import PublicKey
-
-from . import __version__
-from .admin import admin_app
-from .auth import (
+from node import __version__
+from node.auth import (
     AuthChain,
     Authorizer,
     BasicScheme,
@@ -30,32 +29,54 @@ from .auth import (
     SessionStore,
     parse_admin_list,
 )
-from .cache.listener import InvalidationListener
-from .cache.records import CachePolicy, RecordCache
-from .cache.stats import CacheCollector, FrontStats
-from .database import Database, node_database
-from .handler import NativeHandler
-from .http import HttpServices, http_app
-from .http.app import Extension
-from .http.hot import HotReplies
-from .http.proxy import proxy_routes
-from .http.sessions import session_routes
-from .loop import tune_gc
-from .metrics import NodeMetrics
-from .native import NativeServer
-from .resolver import Resolver, ServedPrefixes
-from .seed import seed_demo
-from .settings import Settings
-from .signing import RecordSigner, build_signer, load_public_pem
-from .site import Site
-from .tls import server_ssl_context
-from .writes import WriteService
+from node.demo.seed import seed_demo
+from node.errors import PortUnavailable
+from node.fronts.health import health_app
+from node.fronts.http import HttpServices, http_app
+from node.fronts.http.app import Extension
+from node.fronts.http.hot import HotReplies
+from node.fronts.http.page.routes import page_routes
+from node.fronts.http.sessions import session_routes
+from node.fronts.native.handler import NativeHandler
+from node.fronts.native.server import NativeServer
+from node.resolution.cache.listener import InvalidationListener
+from node.resolution.cache.records import CachePolicy, RecordCache
+from node.resolution.cache.stats import CacheCollector, FrontStats
+from node.resolution.prefixes import PrefixRefresher, ServedPrefixes
+from node.resolution.resolver import Resolver
+from node.resolution.site import Site, site_address
+from node.runtime.database import Database, node_database
+from node.runtime.loop import tune_gc
+from node.runtime.metrics import NodeMetrics
+from node.runtime.tls import server_ssl_context
+from node.settings import Settings
+from node.signing.signer import RecordSigner, build_signer
+from node.signing.trust import trust_roots
+from node.writes.service import WriteService
+from protocol.keys import PublicKey
 
 log = logging.getLogger("idnode.node")
+T = TypeVar("T")
 
 
 def _bound_port(runner: web.AppRunner) -> int:
     return int(runner.addresses[0][1])
+
+
+async def _bind(what: str, host: str, port: int, start: Callable[[], Awaitable[T]]) -> T:
+    """Run ``start`` (a listener binding ``port``); a refusal becomes one clear line."""
+    try:
+        return await start()
+    except OSError as exc:
+        # uvloop reports a UDP bind failure without an errno, the cause holding it.
+        cause = exc.__cause__ if exc.errno is None and isinstance(exc.__cause__, OSError) else exc
+        if cause.errno == errno.EADDRINUSE:
+            raise PortUnavailable(
+                f"{what} port {port} on {host} is in use by another process"
+            ) from None
+        raise PortUnavailable(
+            f"cannot listen on {what} port {port} on {host}: {cause.strerror or cause}"
+        ) from None
 
 
 class Node:
@@ -84,8 +105,10 @@ class Node:
         self.sessions: SessionStore | None = None  # REST challenge-response sessions
         self.cache: RecordCache | None = None
         self.listener: InvalidationListener | None = None
+        self.prefix_refresher: PrefixRefresher | None = None
+        self.demo_counts: dict[str, int] | None = None  # what --demo added at start
         self.handler: NativeHandler | None = None
-        # Routes other fronts add to the HTTP app (sessions, the proxy page); set before start.
+        # Routes other fronts add to the HTTP app (sessions, the record page); set before start.
         self.http_extensions: list[Extension] = []
 
     def now(self) -> datetime:
@@ -96,32 +119,36 @@ class Node:
         ssl_context = server_ssl_context(s)  # bad TLS files stop us before anything starts
         try:
             self.db = await self._stack.enter_async_context(node_database(s))
-            if s.cache_enabled:
-                await self._start_cache(self.db.dsn)
-            self.resolver = Resolver(self.db.registry, ServedPrefixes(s.prefixes), cache=self.cache)
+            self.resolver = Resolver(self.db.registry, ServedPrefixes(s.prefixes))
+            await self._start_listener(self.db.dsn)  # before any read: no change missed
             if s.sign_records:
                 # Key files are decrypted once here (blocking), never per write.
                 await self.reload_signer()
             self.writes = WriteService(
-                self.db.registry, self.metrics, secret_iterations=s.secret_hash_iterations,
+                self.db.registry,
+                self.metrics,
+                secret_iterations=s.secret_hash_iterations,
                 signer=self.signer,
             )
             if self.cache is not None:
                 self.writes.on_commit = self.cache.invalidate
             if s.demo:
-                counts = await seed_demo(self.db.registry, self.now(), writes=self.writes)
-                log.info("demo data seeded: %s", counts)
+                self.demo_counts = dict(
+                    await seed_demo(self.db.registry, self.now(), writes=self.writes)
+                )
+                log.info("demo data: %s", self.demo_counts)
             await self.resolver.refresh_prefixes()
             runner = web.AppRunner(
-                admin_app(self.db.registry, self.metrics, s.db_timeout_s), access_log=None
+                health_app(self.db.registry, self.metrics, s.db_timeout_s), access_log=None
             )
             await runner.setup()
             self._stack.push_async_callback(runner.cleanup)
-            # With workers (node.workers) a replacement binds its predecessor's admin port
-            # while that one still drains: SO_REUSEPORT lets both hold it for that moment.
-            await web.TCPSite(
+            # With workers (node.serving) a replacement binds its predecessor's admin
+            # port while that one still drains: SO_REUSEPORT lets both hold it for that moment.
+            site = web.TCPSite(
                 runner, s.bind, s.admin_port, reuse_address=True, reuse_port=s.workers > 1
-            ).start()
+            )
+            await _bind("admin", s.bind, s.admin_port, site.start)
             self.admin_port = _bound_port(runner)
             # HTTP first, so the site info the native front publishes names its port.
             await self._start_http(ssl_context)
@@ -132,27 +159,46 @@ class Node:
         self.metrics.ready.set(1)
         log.info(
             "idnode %s ready: role=%s admin=%s:%d handle=%d http=%d database=%s",
-            __version__, s.role, s.bind, self.admin_port, self.handle_port, self.http_port,
+            __version__,
+            s.role,
+            s.bind,
+            self.admin_port,
+            self.handle_port,
+            self.http_port,
             "embedded " + str(s.data_dir) if s.embedded else "external",
         )
 
-    async def _start_cache(self, dsn: str) -> None:
+    async def _start_listener(self, dsn: str) -> None:
+        """The change feed: cache invalidations (when caching) and prefix changes."""
         s = self.settings
-        policy = CachePolicy(
-            max_entries=s.cache_max_entries, max_bytes=s.cache_max_bytes, ttl_cap_s=s.cache_ttl_cap_s,
-            negative_ttl_s=s.cache_negative_ttl_s, stale_max_s=s.cache_stale_max_s,
-            stale_recheck_s=s.cache_stale_recheck_s,
-        )
-        assert self.db is not None
-        self.cache = RecordCache(self.db.registry.get_handle_raw, policy, monotonic=self.monotonic, clock=self.clock)
+        assert self.db is not None and self.resolver is not None
+        if s.cache_enabled:
+            policy = CachePolicy(
+                max_entries=s.cache_max_entries,
+                max_bytes=s.cache_max_bytes,
+                ttl_cap_s=s.cache_ttl_cap_s,
+                negative_ttl_s=s.cache_negative_ttl_s,
+                stale_max_s=s.cache_stale_max_s,
+                stale_recheck_s=s.cache_stale_recheck_s,
+            )
+            self.cache = RecordCache(
+                self.db.registry.get_handle_raw, policy, monotonic=self.monotonic, clock=self.clock
+            )
+            self.resolver.cache = self.cache
+            self.metrics.registry.register(CacheCollector(self.cache, self._front_stats))
+            self.metrics.before_scrape.append(self._fold_native_hits)
+        refresher = self.prefix_refresher = PrefixRefresher(self.resolver.refresh_prefixes)
+        self._stack.push_async_callback(refresher.stop)
         self.listener = InvalidationListener(
-            dsn, self.cache, on_lag=self.metrics.invalidation_lag.observe, clock=self.clock,
+            dsn,
+            self.cache,
+            on_lag=self.metrics.invalidation_lag.observe,
+            clock=self.clock,
             connect_timeout_s=s.db_timeout_s,
+            on_prefixes=refresher.request,
         )
         await self.listener.start()  # coherent before any front answers
         self._stack.push_async_callback(self.listener.stop)
-        self.metrics.registry.register(CacheCollector(self.cache, self._front_stats))
-        self.metrics.before_scrape.append(self._fold_native_hits)
 
     def _fold_native_hits(self) -> None:
         """idnode_requests counts every request: add the native replies served from the
@@ -184,7 +230,7 @@ class Node:
     def _trust_roots(self) -> tuple[PublicKey, ...]:
         """What the record page verifies against: trust_root_file, else the embedded root."""
         if self.settings.trust_root_file is not None:
-            return (load_public_pem(self.settings.trust_root_file),)
+            return tuple(trust_roots(self.settings))
         if self.signer is not None and self.signer.root_public is not None:
             return (self.signer.root_public,)
         return ()
@@ -192,21 +238,40 @@ class Node:
     async def _start_native(self) -> None:
         s = self.settings
         assert self.resolver is not None
-        site = await asyncio.to_thread(Site.create, s, handle_port=s.handle_port, http_port=self.http_port)
-        handler = NativeHandler(self.resolver, site, self.metrics, clock=self.clock, cache=self.cache)
+        site = await asyncio.to_thread(
+            Site.create, s, handle_port=s.handle_port, http_port=self.http_port
+        )
+        handler = NativeHandler(
+            self.resolver, site, self.metrics, clock=self.clock, cache=self.cache
+        )
         self.handler = handler
         native = NativeServer(
-            handler, self.metrics, max_inflight=s.udp_max_inflight,
-            max_connections=s.tcp_max_connections, idle_timeout_s=s.tcp_idle_timeout_s,
+            handler,
+            self.metrics,
+            max_inflight=s.udp_max_inflight,
+            max_connections=s.tcp_max_connections,
+            idle_timeout_s=s.tcp_idle_timeout_s,
             reuse_port=s.workers > 1,
         )
-        self.handle_port = await native.start(s.bind, s.handle_port)
+        self.handle_port = await _bind(
+            "native Handle (UDP and TCP)",
+            s.bind,
+            s.handle_port,
+            lambda: native.start(s.bind, s.handle_port),
+        )
         self._stack.push_async_callback(native.stop, s.shutdown_timeout_s)
         if self.handle_port != s.handle_port:
             site = site.with_ports(s, handle_port=self.handle_port, http_port=self.http_port)
             handler.site = site
         self.resolver.site = self.site = site
         self.native = native
+        if s.public_address is None and s.bind in ("0.0.0.0", "::"):
+            log.warning(
+                "HS_SITE advertises %s, the address of this host's outward interface (bound to "
+                "every interface, public_address unset): set public_address if clients reach "
+                "this node at another address (behind NAT, in a container)",
+                site_address(s),
+            )
 
     async def _start_http(self, ssl_context: ssl.SSLContext | None) -> None:
         s = self.settings
@@ -225,13 +290,20 @@ class Node:
             plain_policy=s.http_plain_credentials,
             monotonic=self.monotonic,
         )
-        authorizer = Authorizer(self.db.registry, self.resolver, parse_admin_list(s.server_admins))
+        authorizer = Authorizer(self.resolver, parse_admin_list(s.server_admins))
         self.http = HttpServices(
-            s, self.resolver, self.writes, chain, authorizer, self.metrics, self.clock, sessions=self.sessions,
+            s,
+            self.resolver,
+            self.writes,
+            chain,
+            authorizer,
+            self.metrics,
+            self.clock,
+            sessions=self.sessions,
             trust_roots=await asyncio.to_thread(self._trust_roots),
             hot=HotReplies(self.cache) if self.cache is not None else None,
         )
-        extensions = [session_routes(), *self.http_extensions, proxy_routes]  # catch-all: last
+        extensions = [session_routes(), *self.http_extensions, page_routes]  # catch-all: last
         runner = web.AppRunner(
             http_app(self.http, extensions=extensions),
             access_log=None,  # per-request logging costs throughput; metrics count requests
@@ -239,16 +311,23 @@ class Node:
         )
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
-        await web.TCPSite(
-            runner, s.bind, s.http_port, reuse_address=True, ssl_context=ssl_context,
-            reuse_port=s.workers > 1,  # the workers of one node share the port (node.workers)
-        ).start()
+        site = web.TCPSite(
+            runner,
+            s.bind,
+            s.http_port,
+            reuse_address=True,
+            ssl_context=ssl_context,
+            reuse_port=s.workers > 1,  # the workers of one node share the port (node.serving)
+        )
+        await _bind("HTTP", s.bind, s.http_port, site.start)
         self.http_port = _bound_port(runner)
         if ssl_context is not None:
             log.info(
                 "HTTP API on port %d serves HTTPS only (TLS 1.2+); client certificates: %s",
                 self.http_port,
-                f"requested, verified against {s.tls_client_ca_file}" if s.tls_client_ca_file else "not requested",
+                f"requested, verified against {s.tls_client_ca_file}"
+                if s.tls_client_ca_file
+                else "not requested",
             )
 
     async def stop(self) -> None:
@@ -300,4 +379,7 @@ async def _reload_keys(node: Node) -> None:
     except Exception as exc:  # a bad key store must not take the serving node down
         log.error("signing keys not reloaded, still using the previous key: %s", exc)
         return
-    log.info("signing keys reloaded: new writes sign with key %s", node.signer.kid if node.signer else "-")
+    log.info(
+        "signing keys reloaded: new writes sign with key %s",
+        node.signer.key.kid if node.signer else "-",
+    )

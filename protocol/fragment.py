@@ -53,9 +53,9 @@ def fragment_encoded(
     chunk = max_datagram - ENVELOPE_BYTES
     if chunk <= 0:
         raise LocalProtocolError(f"a datagram of {max_datagram} bytes cannot hold an envelope")
-    ids, length = data[:SEQUENCE_OFFSET], data[SEQUENCE_OFFSET + 4:ENVELOPE_BYTES]
+    ids, length = data[:SEQUENCE_OFFSET], data[SEQUENCE_OFFSET + 4 : ENVELOPE_BYTES]
     return [
-        ids + seq.to_bytes(4, "big") + length + data[start:start + chunk]
+        ids + seq.to_bytes(4, "big") + length + data[start : start + chunk]
         for seq, start in enumerate(range(ENVELOPE_BYTES, len(data), chunk))
     ]
 

@@ -157,7 +157,7 @@ def with_signature(
     signature = sign_record(
         handle, values, key, issuer, now=now, lifetime_s=lifetime_s, chain=chain
     )
-    return tuple(v for v in values if not is_signature(v)) + (signature,)
+    return (*tuple(v for v in values if not is_signature(v)), signature)
 
 
 # --- verification: values -------------------------------------------------------------------
@@ -218,11 +218,11 @@ def _check_values(
             )
         else:
             checks.append(ValueCheck(v.index, v.type, ValueStatus.NOT_PUBLIC, "needs no digest"))
-    for index in claimed or ():
-        if index not in present:
-            checks.append(
-                ValueCheck(index, None, ValueStatus.MISSING, "signed but absent from the record")
-            )
+    checks += [
+        ValueCheck(index, None, ValueStatus.MISSING, "signed but absent from the record")
+        for index in claimed or ()
+        if index not in present
+    ]
     return tuple(checks)
 
 

@@ -55,10 +55,10 @@ def resolution_shape(data: bytes) -> bytes | None:
         or length != n - ENVELOPE_BYTES
         or body_length + _BODY_AT + 4 != n
         or flags & _CERT
-        or data[n - 4:] != _NO_CREDENTIAL
+        or data[n - 4 :] != _NO_CREDENTIAL
     ):
         return None
-    return data[0:4] + data[_OPCODE_AT + 4:EXPIRATION_OFFSET] + data[_BODY_AT:n - 4]
+    return data[0:4] + data[_OPCODE_AT + 4 : EXPIRATION_OFFSET] + data[_BODY_AT : n - 4]
 
 
 class ReplyTemplate:
@@ -80,9 +80,9 @@ class ReplyTemplate:
             shared_tail is not None
             and data[end:] == _NO_CREDENTIAL
             and end - len(shared_tail) > _BODY_AT
-            and data[end - len(shared_tail):end] == shared_tail
+            and data[end - len(shared_tail) : end] == shared_tail
         ):
-            self.head, self.tail = data[:end - len(shared_tail)], shared_tail
+            self.head, self.tail = data[: end - len(shared_tail)], shared_tail
         else:
             self.head, self.tail = data, None
         self.rc: int = _U32.unpack_from(data, _OPCODE_AT + 4)[0]
@@ -103,7 +103,9 @@ class ReplyTemplate:
         if self.digest is not None:
             new_hash, size = self.digest
             end = len(request) - 4  # the shape guarantees an empty credential
-            out[_DIGEST_AT:_DIGEST_AT + size] = new_hash(memoryview(request)[ENVELOPE_BYTES:end]).digest()
+            out[_DIGEST_AT : _DIGEST_AT + size] = new_hash(
+                memoryview(request)[ENVELOPE_BYTES:end]
+            ).digest()
         if self.tail is not None:
             out += self.tail
             out += _NO_CREDENTIAL

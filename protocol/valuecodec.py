@@ -49,7 +49,9 @@ def decode_value(r: Reader) -> HandleValue:
         raise RemoteProtocolError(f"value {index} type is longer than {MAX_TYPE_BYTES} bytes")
     data = r.blob("value data")
     nrefs = r.count("value references", 8)
-    refs = tuple(Reference(r.utf8("reference handle"), r.u32("reference index")) for _ in range(nrefs))
+    refs = tuple(
+        Reference(r.utf8("reference handle"), r.u32("reference index")) for _ in range(nrefs)
+    )
     return HandleValue(
         index=index,
         type=vtype,

@@ -6,6 +6,7 @@ carried on the wire, whatever JSON format it was written in (RFC 3651 §3.1).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .codes import DEFAULT_PERMISSIONS, Permission, TTLType
@@ -51,9 +52,9 @@ class HandleValue:
 
 
 def select_values(
-    values: tuple[HandleValue, ...] | list[HandleValue],
-    indexes: tuple[int, ...] | list[int] = (),
-    types: tuple[str, ...] | list[str] = (),
+    values: Sequence[HandleValue],
+    indexes: Sequence[int] = (),
+    types: Sequence[str] = (),
 ) -> list[HandleValue]:
     """Index and type lists combine as a union; both empty means every value."""
     if not indexes and not types:

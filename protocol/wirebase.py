@@ -20,7 +20,9 @@ _U32 = struct.Struct(">I")
 class Reader:
     __slots__ = ("_buf", "_end", "_pos")
 
-    def __init__(self, data: bytes | bytearray | memoryview, offset: int = 0, end: int | None = None):
+    def __init__(
+        self, data: bytes | bytearray | memoryview, offset: int = 0, end: int | None = None
+    ):
         self._buf = memoryview(data) if not isinstance(data, memoryview) else data
         self._pos = offset
         self._end = len(self._buf) if end is None else end
@@ -83,7 +85,9 @@ class Reader:
         forged count cannot make a decoder loop billions of times."""
         n = self.u32(f"{what} count")
         if n * min_item_bytes > self.remaining():
-            raise RemoteProtocolError(f"{what} count {n} exceeds the remaining {self.remaining()} bytes")
+            raise RemoteProtocolError(
+                f"{what} count {n} exceeds the remaining {self.remaining()} bytes"
+            )
         return n
 
     @contextmanager

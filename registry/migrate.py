@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-import asyncpg
+from registry.driver import Conn
 
 # An arbitrary constant naming "idnode schema migration" among advisory locks.
 MIGRATION_LOCK_ID = 0x1D0DE_0001
@@ -46,7 +46,7 @@ def available_migrations() -> list[Migration]:
     return out
 
 
-async def migrate(conn: asyncpg.Connection) -> list[Migration]:
+async def migrate(conn: Conn) -> list[Migration]:
     """Apply every migration not yet applied; return those applied now."""
     applied_now: list[Migration] = []
     async with conn.transaction():
@@ -66,8 +66,10 @@ async def migrate(conn: asyncpg.Connection) -> list[Migration]:
     return applied_now
 
 
-async def applied_versions(conn: asyncpg.Connection) -> list[int]:
+async def applied_versions(conn: Conn) -> list[int]:
     exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
     if not exists:
         return []
-    return [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
+    return [
+        r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")
+    ]

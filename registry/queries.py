@@ -16,7 +16,7 @@ _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 def parse_blocks(text: str) -> dict[str, str]:
     parts = _NAME.split(text)
     blocks: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=False):
         if name in blocks:
             raise ValueError(f"query {name!r} defined twice")
         blocks[name] = body.strip()

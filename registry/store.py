@@ -8,7 +8,7 @@ arguments: the registry never reads a clock.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -19,60 +19,22 @@ from protocol.errors import HandleSyntaxError
 from protocol.handle import Handle, normalise, parse_prefix
 from protocol.valuecodec import decode_values, encode_values
 from protocol.values import HandleValue
+from registry.driver import Conn, translated
+from registry.errors import Conflict, NotFound, RegistryError, UnknownPrefix
+from registry.migrate import Migration, applied_versions, migrate
+from registry.queries import q
+from registry.rows import (
+    Enterprise,
+    HistoryEntry,
+    Prefix,
+    PrefixStatus,
+    PutResult,
+    RawRecord,
+    Record,
+    ResignProgress,
+)
 
-from .errors import Conflict, NotFound, RegistryError, UnknownPrefix
-from .queries import q
-
-PREFIX_STATUS = {
-    0: "disabled",
-    1: "enabled",
-    2: "pending deletion",
-    3: "rejected",
-    4: "awaiting review",
-    5: "under review",
-}
-ENABLED = 1
 MAX_PAGE_SIZE = 10000
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    handle: str  # the spelling it was registered with
-    values: tuple[HandleValue, ...]
-    version: int
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class RawRecord:
-    """A handle row as stored: the values still in wire form (the cache keeps these,
-    about a third of the memory of decoded values)."""
-
-    handle: str
-    wire: bytes
-    version: int
-
-    def decoded(self) -> tuple[HandleValue, ...]:
-        return decode_values(self.wire)
-
-
-@dataclass(frozen=True, slots=True)
-class PutResult:
-    record: Record
-    created: bool
-    changed: bool
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    handle: str
-    action: str
-    actor: str
-    at: datetime
-    version: int
-    old_values: tuple[HandleValue, ...] | None
-    new_values: tuple[HandleValue, ...] | None
 
 
 def _same_content(a: HandleValue, b: HandleValue) -> bool:
@@ -109,75 +71,144 @@ def _check_unique_indexes(values: Sequence[HandleValue]) -> None:
         seen.add(v.index)
 
 
+def _prefix(row: Any) -> Prefix:
+    return Prefix(
+        row["prefix"],
+        row["prefix_key"],
+        PrefixStatus(row["status"]),
+        row["credit_code"],
+        row["enterprise_name"],
+        row["created_at"],
+        row["updated_at"],
+    )
+
+
+def unusable_prefix(prefix: str, status: PrefixStatus | None) -> UnknownPrefix | None:
+    """Why handles under ``prefix`` cannot be written, naming its status; None if they can."""
+    if status is None:
+        return UnknownPrefix(f"prefix {prefix} is not registered on this node")
+    if status != PrefixStatus.ENABLED:
+        return UnknownPrefix(
+            f"prefix {prefix} is {status.label} (status {int(status)}), not enabled"
+        )
+    return None
+
+
 class Registry:
-    def __init__(self, pool: asyncpg.Pool):
+    """Every method commits before it returns, and raises only ``registry.errors``
+    (driver errors are translated at this boundary, ``registry.driver``)."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], *, target: str = "the registry database"):
         self.pool = pool
+        self.target = target  # where the database is, for messages (no password)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    @translated
+    @translated
+    async def ping(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    @translated
+    async def migrate(self) -> list[Migration]:
+        """Apply every migration not yet applied (under an advisory lock: several nodes
+        may start at once); return those applied now."""
+        async with self.pool.acquire() as conn:
+            return await migrate(conn)
+
+    @translated
+    async def schema_versions(self) -> list[int]:
+        async with self.pool.acquire() as conn:
+            return await applied_versions(conn)
 
     # -- enterprises -------------------------------------------------------------
 
+    @translated
     async def add_enterprise(
         self, name: str, credit_code: str, contact: str, now: datetime, status: int = 1
-    ) -> dict[str, Any]:
+    ) -> Enterprise:
         problem = credit_code_problem(credit_code)
         if problem:
             raise RegistryError(problem)
         if not name.strip():
             raise RegistryError("enterprise name is empty")
         try:
-            row = await self.pool.fetchrow(q("add_enterprise"), name, credit_code, contact, status, now)
+            row = await self.pool.fetchrow(
+                q("add_enterprise"), name, credit_code, contact, status, now
+            )
         except asyncpg.UniqueViolationError:
             raise Conflict(f"an enterprise with credit code {credit_code} already exists") from None
         except asyncpg.CheckViolationError as exc:
             raise RegistryError(f"enterprise rejected: {exc.constraint_name}") from None
-        return dict(row)
+        assert row is not None
+        return Enterprise(**dict(row))
 
-    async def list_enterprises(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self.pool.fetch(q("list_enterprises"))]
+    @translated
+    async def list_enterprises(self) -> list[Enterprise]:
+        return [Enterprise(**dict(r)) for r in await self.pool.fetch(q("list_enterprises"))]
 
     # -- prefixes ----------------------------------------------------------------
 
+    @translated
     async def add_prefix(
-        self, prefix: str, credit_code: str, now: datetime, status: int = ENABLED
+        self,
+        prefix: str,
+        credit_code: str,
+        now: datetime,
+        status: PrefixStatus = PrefixStatus.ENABLED,
     ) -> None:
         try:
             parse_prefix(prefix)
         except HandleSyntaxError as exc:
             raise RegistryError(str(exc)) from None
-        if status not in PREFIX_STATUS:
-            raise RegistryError(f"prefix status {status} is not one of {sorted(PREFIX_STATUS)}")
+        status = PrefixStatus(status)
         async with self.pool.acquire() as conn, conn.transaction():
             ent = await conn.fetchrow(q("get_enterprise_by_code"), credit_code)
             if ent is None:
                 raise NotFound(f"no enterprise with credit code {credit_code}")
             try:
-                await conn.execute(q("add_prefix"), normalise(prefix), prefix, ent["id"], status, now)
+                await conn.execute(
+                    q("add_prefix"), normalise(prefix), prefix, ent["id"], int(status), now
+                )
             except asyncpg.UniqueViolationError:
                 raise Conflict(f"prefix {prefix} is already registered") from None
 
-    async def list_prefixes(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in await self.pool.fetch(q("list_prefixes"))]
+    @translated
+    async def list_prefixes(self) -> list[Prefix]:
+        return [_prefix(r) for r in await self.pool.fetch(q("list_prefixes"))]
 
-    async def get_prefix(self, prefix: str) -> dict[str, Any] | None:
+    @translated
+    async def get_prefix(self, prefix: str) -> Prefix | None:
         row = await self.pool.fetchrow(q("get_prefix"), normalise(prefix))
-        return dict(row) if row else None
+        return _prefix(row) if row else None
 
-    async def set_prefix_status(self, prefix: str, status: int, now: datetime) -> None:
-        if status not in PREFIX_STATUS:
-            raise RegistryError(f"prefix status {status} is not one of {sorted(PREFIX_STATUS)}")
-        if await self.pool.fetchval(q("set_prefix_status"), normalise(prefix), status, now) is None:
+    @translated
+    async def set_prefix_status(self, prefix: str, status: PrefixStatus, now: datetime) -> None:
+        status = PrefixStatus(status)
+        if (
+            await self.pool.fetchval(q("set_prefix_status"), normalise(prefix), int(status), now)
+            is None
+        ):
             raise NotFound(f"prefix {prefix} is not registered")
 
     # -- handles -----------------------------------------------------------------
 
+    @translated
     async def get_handle(self, key: str) -> Record | None:
         """One indexed read by normalised key (``protocol.handle.normalise``)."""
         row = await self.pool.fetchrow(q("get_handle"), key)
         if row is None:
             return None
         return Record(
-            row["handle"], decode_values(row["values"]), row["version"], row["created_at"], row["updated_at"]
+            row["handle"],
+            decode_values(row["values"]),
+            row["version"],
+            row["created_at"],
+            row["updated_at"],
         )
 
+    @translated
     async def get_handle_raw(self, key: str) -> RawRecord | None:
         """The resolution read: one indexed row, values left in wire form."""
         row = await self.pool.fetchrow(q("get_handle_raw"), key)
@@ -185,17 +216,17 @@ class Registry:
             return None
         return RawRecord(row[0], row[1], row[2])
 
-    async def _check_prefix(self, conn: asyncpg.Connection, handle: Handle) -> str:
+    async def _check_prefix(self, conn: Conn, handle: Handle) -> str:
         prefix_key = normalise(handle.owning_prefix)
         status = await conn.fetchval(q("prefix_for_write"), prefix_key)
-        if status is None:
-            raise UnknownPrefix(f"prefix {handle.owning_prefix} is not registered on this node")
-        if status != ENABLED:
-            raise UnknownPrefix(
-                f"prefix {handle.owning_prefix} is {PREFIX_STATUS[status]} (status {status}), not enabled"
-            )
+        problem = unusable_prefix(
+            handle.owning_prefix, None if status is None else PrefixStatus(status)
+        )
+        if problem is not None:
+            raise problem
         return prefix_key
 
+    @translated
     async def put_handle(
         self,
         handle: Handle,
@@ -225,12 +256,20 @@ class Registry:
             row = await conn.fetchrow(q("lock_handle"), key)
             _check_version(handle, row, expected_version)
             if row is None:
-                new = tuple(sorted(values, key=lambda v: v.index)) if keep_timestamps else stamp(values, (), now_s)
+                new = (
+                    tuple(sorted(values, key=lambda v: v.index))
+                    if keep_timestamps
+                    else stamp(values, (), now_s)
+                )
                 wire = encode_values(new)
-                version = await conn.fetchval(q("insert_handle"), key, handle.text, prefix_key, wire, now)
+                version = await conn.fetchval(
+                    q("insert_handle"), key, handle.text, prefix_key, wire, now
+                )
                 if version is None:
                     raise Conflict(f"handle {handle.text} was created concurrently; retry")
-                await conn.execute(q("add_history"), key, handle.text, "create", actor, now, 1, None, wire)
+                await conn.execute(
+                    q("add_history"), key, handle.text, "create", actor, now, 1, None, wire
+                )
                 return PutResult(Record(handle.text, new, 1, now, now), created=True, changed=True)
 
             old = decode_values(row["values"])
@@ -241,20 +280,44 @@ class Registry:
                 new = tuple(sorted(values, key=lambda v: v.index))
             else:
                 new = stamp(values, old, now_s)
-            same = len(new) == len(old) and all(_same_content(a, b) for a, b in zip(new, old))
-            if not overwrite and not same:
+            same = len(new) == len(old) and all(
+                _same_content(a, b) for a, b in zip(new, old, strict=True)
+            )
+            if not overwrite and only_indexes is not None:
+                held = {v.index: v for v in old}
+                for v in new:
+                    if (
+                        v.index in only_indexes
+                        and v.index in held
+                        and not _same_content(held[v.index], v)
+                    ):
+                        raise Conflict(
+                            f"handle {row['handle']} already has a value at index {v.index}"
+                        )
+            elif not overwrite and not same:
                 raise Conflict(f"handle {row['handle']} already exists with different values")
             if same and not keep_timestamps:
-                rec = Record(row["handle"], old, row["version"], row["created_at"], row["updated_at"])
+                rec = Record(
+                    row["handle"], old, row["version"], row["created_at"], row["updated_at"]
+                )
                 return PutResult(rec, created=False, changed=False)
             wire = encode_values(new)
             version = await conn.fetchval(q("update_handle"), key, wire, now)
             await conn.execute(
-                q("add_history"), key, row["handle"], "modify", actor, now, version, row["values"], wire
+                q("add_history"),
+                key,
+                row["handle"],
+                "modify",
+                actor,
+                now,
+                version,
+                row["values"],
+                wire,
             )
             rec = Record(row["handle"], new, version, row["created_at"], now)
             return PutResult(rec, created=False, changed=True)
 
+    @translated
     async def delete_handle(
         self,
         handle: Handle,
@@ -275,8 +338,15 @@ class Registry:
             if indexes is None:
                 await conn.execute(q("delete_handle"), key)
                 await conn.execute(
-                    q("add_history"), key, row["handle"], "delete", actor, now, row["version"] + 1,
-                    row["values"], None,
+                    q("add_history"),
+                    key,
+                    row["handle"],
+                    "delete",
+                    actor,
+                    now,
+                    row["version"] + 1,
+                    row["values"],
+                    None,
                 )
                 return None
             old = decode_values(row["values"])
@@ -287,11 +357,22 @@ class Registry:
             wire = encode_values(new)
             version = await conn.fetchval(q("update_handle"), key, wire, now)
             await conn.execute(
-                q("add_history"), key, row["handle"], "modify", actor, now, version, row["values"], wire
+                q("add_history"),
+                key,
+                row["handle"],
+                "modify",
+                actor,
+                now,
+                version,
+                row["values"],
+                wire,
             )
             return Record(row["handle"], new, version, row["created_at"], now)
 
-    async def list_handles(self, prefix: str, page: int = 0, page_size: int = 1000) -> tuple[int, list[str]]:
+    @translated
+    async def list_handles(
+        self, prefix: str, page: int = 0, page_size: int = 1000
+    ) -> tuple[int, list[str]]:
         """Handles under an enterprise prefix, in key order: (total count, one page)."""
         if page < 0 or not 0 <= page_size <= MAX_PAGE_SIZE:
             raise RegistryError(f"page must be >= 0 and page size 0..{MAX_PAGE_SIZE}")
@@ -302,16 +383,50 @@ class Registry:
         rows = await self.pool.fetch(q("list_handles"), key, page_size, page * page_size)
         return total, [r["handle"] for r in rows]
 
+    @translated
     async def history(self, handle: Handle) -> list[HistoryEntry]:
         rows = await self.pool.fetch(q("list_history"), handle.key)
         return [
             HistoryEntry(
-                r["handle"], r["action"], r["actor"], r["at"], r["version"],
+                r["handle"],
+                r["action"],
+                r["actor"],
+                r["at"],
+                r["version"],
                 decode_values(r["old_values"]) if r["old_values"] is not None else None,
                 decode_values(r["new_values"]) if r["new_values"] is not None else None,
             )
             for r in rows
         ]
 
-    async def ping(self) -> None:
-        await self.pool.fetchval("SELECT 1")
+    # -- bulk re-signing (node.writes.resign) ----------------------------------------------
+
+    @translated
+    async def resign_batch(
+        self, after_key: str, prefix: str | None, limit: int
+    ) -> list[tuple[str, str]]:
+        """(handle, handle key) of the next ``limit`` handles after ``after_key``, in key
+        order; ``prefix`` (88.118 covers 88.118.2) or every prefix."""
+        prefix_key = normalise(prefix) if prefix else None
+        rows = await self.pool.fetch(q("resign_next_batch"), after_key, prefix_key, limit)
+        return [(r["handle"], r["handle_key"]) for r in rows]
+
+    @translated
+    async def resign_remaining(self, after_key: str, prefix: str | None) -> int:
+        prefix_key = normalise(prefix) if prefix else None
+        return int(await self.pool.fetchval(q("resign_count"), after_key, prefix_key))
+
+    @translated
+    async def resign_progress(self, job: str) -> ResignProgress | None:
+        row = await self.pool.fetchrow(q("resign_progress_get"), job)
+        return ResignProgress(row["last_key"], row["done"]) if row is not None else None
+
+    @translated
+    async def save_resign_progress(self, job: str, progress: ResignProgress, now: datetime) -> None:
+        await self.pool.execute(
+            q("resign_progress_save"), job, progress.last_key, progress.done, now
+        )
+
+    @translated
+    async def clear_resign_progress(self, job: str) -> None:
+        await self.pool.execute(q("resign_progress_clear"), job)

@@ -58,7 +58,11 @@ def test_a_copy_of_the_checkout_collects_every_test(tmp_path: Path) -> None:
     env.pop("PYTHONPATH", None)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-        cwd=copy, env=env, capture_output=True, text=True, timeout=300,
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     collected = re.search(r"(\d+) tests? collected", result.stdout)

@@ -10,15 +10,15 @@
 - ``permissions`` / ``authorizer``: which HS_ADMIN bits a change needs, who holds them.
 """
 
-from .authorizer import Authorizer, Denied, parse_admin_list
-from .basic import BasicScheme
-from .chain import PLAIN_CREDENTIAL_POLICIES, AuthChain, AuthScheme
-from .challenge import ChallengeVerifier, SessionScheme
-from .clientcert import PEERCERT_DER, ClientCertScheme
-from .identity import AuthContext, AuthenticationRequired, AuthError, Identity
-from .ratelimit import FailureLimiter
-from .sessions import Session, SessionLimitReached, SessionStore
-from .verifier import SecretKeyVerifier
+from node.auth.authorizer import Authorizer, Denied, parse_admin_list
+from node.auth.basic import BasicScheme
+from node.auth.chain import PLAIN_CREDENTIAL_POLICIES, AuthChain, AuthScheme
+from node.auth.challenge import ChallengeVerifier, SessionScheme
+from node.auth.clientcert import PEERCERT_DER, ClientCertScheme
+from node.auth.identity import AuthContext, AuthenticationRequired, AuthError, Identity
+from node.auth.ratelimit import FailureLimiter
+from node.auth.sessions import Session, SessionLimitReached, SessionStore
+from node.auth.verifier import SecretKeyVerifier
 
 __all__ = [
     "PEERCERT_DER",

@@ -2,8 +2,8 @@
 
 An admin entry (HS_ADMIN data: permission bits + ``index:handle``) grants its bits to
 the identity it names (index 0 there means any index of that handle) and, when it names
-an HS_VLIST group, to every member of the group, transitively. Groups are read from
-this node's registry; traversal is breadth-first, loop-safe (each reference is visited
+an HS_VLIST group, to every member of the group, transitively. Groups are read through
+the resolver, so the node's built-in prefix records count (``200:0.NA/<prefix>``); traversal is breadth-first, loop-safe (each reference is visited
 once) and bounded (``max_group_lookups`` records per question). Server admins from the
 ``server_admins`` setting hold every permission everywhere.
 
@@ -17,22 +17,22 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Sequence
 
-from protocol.codes import AdminPerm, ResponseCode
-from protocol.errors import ProtocolError
-from protocol.handle import Handle, normalise
-from protocol.structured import AdminRef, decode_admin, decode_vlist
-from protocol.values import HandleValue
-from registry.store import Record, Registry
-
-from ..resolver import Found, Resolver
-from .identity import Identity
-from .permissions import (
+from node.auth.identity import Identity
+from node.auth.permissions import (
     ReadOnlyValue,
     is_admin_value,
     perm_names,
     perms_for_change,
     perms_for_removal,
 )
+from node.resolution.outcomes import Found
+from node.resolution.resolver import Resolver
+from protocol.codes import AdminPerm, ResponseCode
+from protocol.errors import ProtocolError
+from protocol.handle import Handle, normalise
+from protocol.structured import AdminRef, decode_admin, decode_vlist
+from protocol.values import HandleValue
+from registry.rows import Record
 
 VLIST_TYPE = "HS_VLIST"
 ALL = int(AdminPerm(0xFFF))
@@ -71,14 +71,12 @@ def _matches(ref: AdminRef | tuple[str, int], identity: Identity) -> bool:
 class Authorizer:
     def __init__(
         self,
-        registry: Registry,
         resolver: Resolver,
         server_admins: Sequence[AdminRef] = (),
         *,
         max_group_lookups: int = 64,
         max_group_depth: int = 8,
     ):
-        self.registry = registry
         self.resolver = resolver
         self.server_admins = tuple(server_admins)
         self.max_group_lookups = max_group_lookups
@@ -88,7 +86,7 @@ class Authorizer:
 
     async def granted(self, identity: Identity, admin_values: Sequence[HandleValue]) -> int:
         """Union of the permission bits ``identity`` holds through ``admin_values``."""
-        refs = [a for a in self._admin_refs(admin_values)]
+        refs = list(self._admin_refs(admin_values))
         if await self._any_match(identity, self.server_admins):
             return ALL
         bits = 0
@@ -127,10 +125,12 @@ class Authorizer:
             lookups += 1
             if lookups > self.max_group_lookups:
                 return False
-            record = await self.registry.get_handle(key[0])
-            if record is None:
+            # Through the resolver: the node's built-in 0.NA/<prefix> records hold groups
+            # too (200:0.NA/<prefix>, the group REST clients name), and the cache serves.
+            found = await self.resolver.resolve(handle, (index,))
+            if not isinstance(found, Found):
                 continue
-            for value in record.values:
+            for value in found.values:
                 if value.index != index or value.type.upper() != VLIST_TYPE:
                     continue
                 try:
@@ -164,7 +164,9 @@ class Authorizer:
                 f"{identity.actor} lacks {perm_names(missing)} on {what}",
             )
 
-    async def handle_admin_values(self, record_values: Sequence[HandleValue], prefix: str) -> Sequence[HandleValue]:
+    async def handle_admin_values(
+        self, record_values: Sequence[HandleValue], prefix: str
+    ) -> Sequence[HandleValue]:
         """Who administers a record: its HS_ADMIN values; a record without any (created
         by a client that sent none) is administered by its prefix's admins rather than
         by nobody (the reference leaves such a record to server admins only)."""
@@ -186,6 +188,7 @@ class Authorizer:
         partial: bool,
     ) -> None:
         """Check a write of ``merged`` (the whole record as it would be stored)."""
+        self.refuse_node_records(handle)
         if existing is None:
             await self.require_on_prefix(identity, AdminPerm.ADD_HANDLE, handle.owning_prefix)
             return
@@ -205,12 +208,31 @@ class Authorizer:
     async def authorize_delete(
         self, identity: Identity, handle: Handle, existing: Record, indexes: frozenset[int] | None
     ) -> None:
+        self.refuse_node_records(handle)
         prefix = handle.owning_prefix
-        need = AdminPerm.DELETE_HANDLE if indexes is None else perms_for_removal(existing.values, indexes)
+        need = (
+            AdminPerm.DELETE_HANDLE
+            if indexes is None
+            else perms_for_removal(existing.values, indexes)
+        )
         admins = await self.handle_admin_values(existing.values, prefix)
         await self.require(identity, int(need), admins, existing.handle)
 
-    async def may_read_private(self, identity: Identity, admin_values: Sequence[HandleValue]) -> bool:
+    def refuse_node_records(self, handle: Handle) -> None:
+        """``0.NA/<prefix>`` of a prefix this node serves is the node's own record (its
+        HS_SITE, HS_ADMIN and admin group follow from the settings and the prefix's
+        registration): a stored copy would shadow it, so no admin writes one here.
+        Operators change what it says through the node (``idnode prefix``, settings)."""
+        if handle.is_prefix_record and self.resolver.served.exact(handle.owning_prefix)[0]:
+            raise Denied(
+                ResponseCode.INSUFFICIENT_PERMISSIONS,
+                f"{handle.text} is managed by this node (its site, admin and admin group come "
+                "from the node's settings and the prefix's registration); it cannot be written",
+            )
+
+    async def may_read_private(
+        self, identity: Identity, admin_values: Sequence[HandleValue]
+    ) -> bool:
         return bool(await self.granted(identity, admin_values) & AdminPerm.READ_VALUE)
 
     async def authorize_list(self, identity: Identity, prefix: str) -> None:

@@ -16,8 +16,8 @@ import base64
 import binascii
 from urllib.parse import unquote_to_bytes
 
-from .identity import AuthContext, Identity, MalformedCredentials
-from .verifier import SecretKeyVerifier
+from node.auth.identity import AuthContext, Identity, MalformedCredentials
+from node.auth.verifier import SecretKeyVerifier
 
 MAX_INDEX = 0xFFFFFFFF
 

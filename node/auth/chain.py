@@ -17,8 +17,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..metrics import NodeMetrics
-from .identity import (
+from node.auth.identity import (
     AuthContext,
     AuthError,
     CredentialsRefused,
@@ -26,7 +25,8 @@ from .identity import (
     MalformedCredentials,
     TooManyFailures,
 )
-from .ratelimit import FailureLimiter
+from node.auth.ratelimit import FailureLimiter
+from node.runtime.metrics import NodeMetrics
 
 log = logging.getLogger("idnode.auth")
 
@@ -88,7 +88,9 @@ class AuthChain:
                 return None
             kind = ctx.authorization.strip().split(" ", 1)[0][:32]
             self._count("unsupported")
-            raise MalformedCredentials(f"unsupported Authorization scheme {kind!r} (use Basic or Handle)")
+            raise MalformedCredentials(
+                f"unsupported Authorization scheme {kind!r} (use Basic or Handle)"
+            )
         if scheme.sends_secret and not plain_credentials_allowed(self.plain_policy, ctx):
             self._count(CredentialsRefused.reason)
             raise CredentialsRefused(
@@ -111,7 +113,13 @@ class AuthChain:
                 self.limiter.record_failure(peer, now)
             self._count(exc.reason)
             # The handle and the reason, never the credentials.
-            log.info("%s authentication from %s failed: %s (%s)", scheme.name, peer, exc.message, exc.reason)
+            log.info(
+                "%s authentication from %s failed: %s (%s)",
+                scheme.name,
+                peer,
+                exc.message,
+                exc.reason,
+            )
             raise
         return identity
 

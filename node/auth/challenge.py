@@ -26,11 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from protocol.errors import ProtocolError
-from protocol.handle import normalise
-from registry.store import Registry
-
-from .handleauth import (
+from node.auth.handleauth import (
     MAX_CNONCE_BYTES,
     MAX_SIGNATURE_BYTES,
     HandleAuthorization,
@@ -39,7 +35,7 @@ from .handleauth import (
     parse_admin_id,
     parse_handle_authorization,
 )
-from .identity import (
+from node.auth.identity import (
     AuthContext,
     CredentialsRejected,
     Identity,
@@ -47,8 +43,11 @@ from .identity import (
     MethodRefused,
     SessionUnknown,
 )
-from .pubkey import hash_for_alg, load_public_key, verify_signature
-from .sessions import SessionStore
+from node.auth.pubkey import hash_for_alg, load_public_key, verify_signature
+from node.auth.sessions import SessionStore
+from protocol.errors import ProtocolError
+from protocol.handle import normalise
+from registry.store import Registry
 
 PUBKEY_TYPE = "HS_PUBKEY"
 SECKEY_TYPE = "HS_SECKEY"
@@ -113,7 +112,9 @@ class SessionScheme:
     name = "session"
     sends_secret = True  # the session id is a bearer credential: the transport policy applies
 
-    def __init__(self, store: SessionStore, verifier: ChallengeVerifier, *, monotonic: Callable[[], float]):
+    def __init__(
+        self, store: SessionStore, verifier: ChallengeVerifier, *, monotonic: Callable[[], float]
+    ):
         self.store = store
         self.verifier = verifier
         self.monotonic = monotonic

@@ -26,20 +26,20 @@ from __future__ import annotations
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from protocol.errors import ProtocolError
-from protocol.handle import normalise
-from registry.store import Registry
-
-from .challenge import is_pubkey
-from .handleauth import is_handle_header, parse_admin_id, parse_handle_authorization
-from .identity import (
+from node.auth.challenge import is_pubkey
+from node.auth.handleauth import is_handle_header, parse_admin_id, parse_handle_authorization
+from node.auth.identity import (
     AuthContext,
     CredentialsRefused,
     CredentialsRejected,
     Identity,
     MalformedCredentials,
+    MethodRefused,
 )
-from .pubkey import load_public_key, same_public_key
+from node.auth.pubkey import load_public_key, same_public_key
+from protocol.errors import ProtocolError
+from protocol.handle import normalise
+from registry.store import Registry
 
 PEERCERT_DER = "peercert_der"  # AuthContext.extra key: the verified peer certificate, DER
 
@@ -80,7 +80,7 @@ class ClientCertScheme:
         if not ctx.secure:
             raise CredentialsRefused("client-certificate authentication needs HTTPS")
         if not self.enabled:
-            raise CredentialsRejected(
+            raise MethodRefused(
                 "this node does not ask for client certificates (tls_client_ca_file is unset)",
                 "client_cert_disabled",
             )
@@ -91,11 +91,14 @@ class ClientCertScheme:
             cert = x509.load_der_x509_certificate(der)
             cert_key = cert.public_key()
         except (ValueError, TypeError):
-            raise CredentialsRejected("the client certificate cannot be read", "bad_client_cert") from None
+            raise CredentialsRejected(
+                "the client certificate cannot be read", "bad_client_cert"
+            ) from None
         named = subject_identity(cert)
         if named is None:
             raise CredentialsRejected(
-                "the client certificate's subject (UID, CN or O) names no index:handle", "no_cert_identity"
+                "the client certificate's subject (UID, CN or O) names no index:handle",
+                "no_cert_identity",
             )
         index, handle = named
         failure = f"client certificate for {index}:{handle} is not accepted"
@@ -111,4 +114,6 @@ class ClientCertScheme:
                 continue
             if same_public_key(key, cert_key):  # type: ignore[arg-type]
                 return Identity(record.handle, value.index, "client-cert")
-        raise CredentialsRejected(failure + " (its key is not an HS_PUBKEY value of the admin)", "cert_key_mismatch")
+        raise CredentialsRejected(
+            failure + " (its key is not an HS_PUBKEY value of the admin)", "cert_key_mismatch"
+        )

@@ -20,8 +20,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from .basic import parse_user
-from .identity import MalformedCredentials
+from node.auth.basic import parse_user
+from node.auth.identity import MalformedCredentials
 
 _TOKEN = r"[-A-Za-z0-9!#$%&'*+.`^_|~]+"
 _QUOTED = r'"(?:[^"\\]|\\.)*"'
@@ -77,14 +77,18 @@ def parse_handle_authorization(header: str) -> HandleAuthorization:
     while pos < len(rest):
         m = _PARAM.match(rest, pos)
         if m is None or not expect_more:
-            raise MalformedCredentials("Authorization: Handle is not a list of name=value parameters")
+            raise MalformedCredentials(
+                "Authorization: Handle is not a list of name=value parameters"
+            )
         name, raw, sep = m.group(1).lower(), m.group(2), m.group(3)
         value = _UNESCAPE.sub(r"\1", raw[1:-1]) if raw.startswith('"') else raw
         if name == "id":
             try:
                 value = unquote_to_bytes(value).decode("utf-8")
             except UnicodeDecodeError:
-                raise MalformedCredentials("Authorization: Handle id is not UTF-8 once percent-decoded") from None
+                raise MalformedCredentials(
+                    "Authorization: Handle id is not UTF-8 once percent-decoded"
+                ) from None
         params[name] = value
         expect_more = sep is not None
         pos = m.end()
@@ -107,7 +111,9 @@ def parse_admin_id(text: str) -> tuple[int, str]:
     """``300:88.118/ADMIN`` -> (300, "88.118/ADMIN"); without a numeric index, index 0."""
     index, handle = parse_user(text.strip())
     if not handle:
-        raise MalformedCredentials("Authorization: Handle id names no admin handle (expected index:handle)")
+        raise MalformedCredentials(
+            "Authorization: Handle id names no admin handle (expected index:handle)"
+        )
     return index, handle
 
 

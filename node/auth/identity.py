@@ -59,8 +59,9 @@ class AuthContext:
 
 
 class AuthError(Exception):
-    """Authentication did not succeed. ``status`` is the HTTP status: the docs/rest-api.md
-    mapping of the response code (402 -> 401; 403, 404 -> 403), 429 when rate-limited."""
+    """Authentication did not succeed. ``status`` is the HTTP status: 401 (with a
+    challenge) when credentials are missing or wrong, 403 when they are refused unread
+    or malformed, 429 when rate-limited (docs/rest-api.md)."""
 
     status = 403
     response_code = ResponseCode.AUTHENTICATION_FAILED
@@ -79,7 +80,10 @@ class AuthError(Exception):
 
 
 class CredentialsRejected(AuthError):
-    """Credentials were checked and are wrong (or name no usable secret)."""
+    """Credentials were checked and are wrong (or name no usable secret). 401 with a
+    challenge, as the reference answers: REST clients (pyhandle, b2handle) key on 401."""
+
+    status = 401
 
     def __init__(self, message: str, reason: str):
         super().__init__(message)

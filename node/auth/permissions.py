@@ -59,7 +59,11 @@ def perms_for_removal(old: Sequence[HandleValue], indexes: Iterable[int]) -> Adm
     by_index = {v.index: v for v in old}
     for index in indexes:
         value = by_index.get(index)
-        need |= AdminPerm.REMOVE_ADMIN if value is not None and is_admin_value(value) else AdminPerm.REMOVE_VALUE
+        need |= (
+            AdminPerm.REMOVE_ADMIN
+            if value is not None and is_admin_value(value)
+            else AdminPerm.REMOVE_VALUE
+        )
     return need
 
 

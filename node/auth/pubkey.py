@@ -29,9 +29,14 @@ from protocol.keys import PublicKey, decode_public_key, public_key_from_jwk
 
 # The reference's names for its hash algorithms (``constructSignedResponse``), upper-cased.
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
-    "SHA": hashes.SHA1, "SHA1": hashes.SHA1, "SHA-1": hashes.SHA1,
-    "SHA256": hashes.SHA256, "SHA-256": hashes.SHA256, "SHA2": hashes.SHA256, "SHA-2": hashes.SHA256,
-}  # fmt: skip
+    "SHA": hashes.SHA1,
+    "SHA1": hashes.SHA1,
+    "SHA-1": hashes.SHA1,
+    "SHA256": hashes.SHA256,
+    "SHA-256": hashes.SHA256,
+    "SHA2": hashes.SHA256,
+    "SHA-2": hashes.SHA256,
+}
 MAX_KEY_BYTES = 16_384  # an HS_PUBKEY value is admin-written data: bound the parsing work
 
 
@@ -56,8 +61,15 @@ def load_public_key(data: bytes) -> PublicKey:
             key = serialization.load_pem_public_key(data)
         except (ValueError, UnsupportedAlgorithm):
             raise ValueFormatError("public key value is not a PEM public key") from None
-        if not isinstance(key, (rsa.RSAPublicKey, dsa.DSAPublicKey, ec.EllipticCurvePublicKey,
-                                ed25519.Ed25519PublicKey)):  # fmt: skip
+        if not isinstance(
+            key,
+            (
+                rsa.RSAPublicKey,
+                dsa.DSAPublicKey,
+                ec.EllipticCurvePublicKey,
+                ed25519.Ed25519PublicKey,
+            ),
+        ):
             raise ValueFormatError(f"unsupported public key type {type(key).__name__}")
         return key
     return decode_public_key(data)
@@ -73,7 +85,9 @@ def _ecdsa_forms(key: ec.EllipticCurvePublicKey, signature: bytes) -> list[bytes
     return forms
 
 
-def verify_signature(key: PublicKey, alg: hashes.HashAlgorithm, message: bytes, signature: bytes) -> bool:
+def verify_signature(
+    key: PublicKey, alg: hashes.HashAlgorithm, message: bytes, signature: bytes
+) -> bool:
     """Does ``signature`` sign ``message`` under ``key`` with hash ``alg``?"""
     try:
         if isinstance(key, rsa.RSAPublicKey):

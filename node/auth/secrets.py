@@ -56,8 +56,10 @@ class HashedSecret:
         return (
             bytes((MARKER, VERSION_PBKDF2_SHA256))
             + _U32.pack(self.iterations)
-            + _U32.pack(len(self.salt)) + self.salt
-            + _U32.pack(len(self.key)) + self.key
+            + _U32.pack(len(self.salt))
+            + self.salt
+            + _U32.pack(len(self.key))
+            + self.key
         )
 
 
@@ -86,13 +88,17 @@ def parse_hashed(data: bytes) -> HashedSecret:
     if pos != len(data) or len(salt) != salt_len or len(key) != key_len:
         raise SecretFormatError("hashed secret has wrong field lengths")
     if not 1 <= iterations <= MAX_ITERATIONS:
-        raise SecretFormatError(f"hashed secret iterations {iterations} outside 1..{MAX_ITERATIONS}")
+        raise SecretFormatError(
+            f"hashed secret iterations {iterations} outside 1..{MAX_ITERATIONS}"
+        )
     if not 8 <= salt_len <= 64 or not 16 <= key_len <= 64:
         raise SecretFormatError("hashed secret salt must be 8-64 bytes and key 16-64 bytes")
     return HashedSecret(iterations, bytes(salt), bytes(key))
 
 
-def hash_secret(secret: bytes, iterations: int = DEFAULT_ITERATIONS, *, salt: bytes | None = None) -> bytes:
+def hash_secret(
+    secret: bytes, iterations: int = DEFAULT_ITERATIONS, *, salt: bytes | None = None
+) -> bytes:
     """The stored form of ``secret`` with a fresh random salt."""
     if not secret:
         raise ValueError("secret is empty")

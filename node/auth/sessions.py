@@ -22,7 +22,7 @@ import secrets
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
-from .identity import Identity
+from node.auth.identity import Identity
 
 NONCE_BYTES = 16
 

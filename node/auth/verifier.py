@@ -18,12 +18,11 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable
 
+from node.auth.identity import CredentialsRejected, Identity
+from node.auth.secrets import verify_secret
 from protocol.handle import normalise
 from protocol.values import HandleValue
 from registry.store import Registry
-
-from .identity import CredentialsRejected, Identity
-from .secrets import verify_secret
 
 SECKEY_TYPE = "HS_SECKEY"
 
@@ -81,9 +80,7 @@ class SecretKeyVerifier:
         record = await self.registry.get_handle(normalise(handle))
         if record is None:
             raise CredentialsRejected(failure, "unknown_admin")
-        keys = [
-            v for v in record.values if is_seckey(v) and (index == 0 or v.index == index)
-        ]
+        keys = [v for v in record.values if is_seckey(v) and (index == 0 or v.index == index)]
         if not keys:
             raise CredentialsRejected(failure, "no_secret_key")
         now = self.monotonic()

@@ -63,15 +63,25 @@ def session_header(session_id: str) -> dict[str, str]:
 
 
 def answer(
-    session: dict[str, Any], admin_id: str, key: PrivateKey, alg: str = "SHA256", *,
-    raw_ec: bool = False, encode_id: bool = True, tamper: bool = False, kind: str = "HS_PUBKEY",
-) -> dict[str, str]:  # fmt: skip
+    session: dict[str, Any],
+    admin_id: str,
+    key: PrivateKey,
+    alg: str = "SHA256",
+    *,
+    raw_ec: bool = False,
+    encode_id: bool = True,
+    tamper: bool = False,
+    kind: str = "HS_PUBKEY",
+) -> dict[str, str]:
     """``Authorization`` answering ``session``'s challenge as ``admin_id``."""
     cnonce = os.urandom(16)
     signature = sign(key, alg, base64.b64decode(session["nonce"]) + cnonce, raw_ec=raw_ec)
     if tamper:
         signature = signature[:-1] + bytes([signature[-1] ^ 1])
     ident = quote(admin_id, safe="") if encode_id else admin_id
-    return {"Authorization": (
-        f'Handle version="0", sessionId="{session["sessionId"]}", cnonce="{b64(cnonce)}", '
-        f'id="{ident}", type="{kind}", alg="{alg}", signature="{b64(signature)}"')}  # fmt: skip
+    return {
+        "Authorization": (
+            f'Handle version="0", sessionId="{session["sessionId"]}", cnonce="{b64(cnonce)}", '
+            f'id="{ident}", type="{kind}", alg="{alg}", signature="{b64(signature)}"'
+        )
+    }

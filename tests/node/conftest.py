@@ -15,14 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from node.app import Node
-from node.seed import seed_records
+from node.demo.seed import seed_records
 from node.settings import load_settings
 from protocol.creditcode import check_character
 from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET
 from protocol.negotiate import REPLY_LIFETIME_S
+from tests.node.http_support import Api, SteppedClock
 from tests.protocol.golden import vectors_dir
 
 CLOCK = 1_795_500_000.0  # the node's fixed clock, unix seconds
@@ -55,7 +57,11 @@ async def seed_golden(node: Node) -> None:
     for prefix in ("88.118", "88.118.2"):
         await registry.add_prefix(prefix, OWNER_CODE, SEED_TIME)
     await seed_records(
-        registry, golden_records(), actor=SEED_ACTOR, now=SEED_TIME, keep_timestamps=True,
+        registry,
+        golden_records(),
+        actor=SEED_ACTOR,
+        now=SEED_TIME,
+        keep_timestamps=True,
         writes=node.writes,
     )
 
@@ -125,8 +131,6 @@ async def start_node(database_url: str, tmp_path: Path) -> AsyncIterator[StartNo
 async def native_node(start_node: StartNode) -> Node:
     """A seeded node on 127.0.0.1, fresh (database and metrics) for each test."""
     return await start_node()
-
-
 
 
 # --- raw sockets ------------------------------------------------------------------------
@@ -217,3 +221,48 @@ async def tcp_exchange(host: str, port: int, data: bytes) -> bytes:
     finally:
         writer.close()
         await writer.wait_closed()
+
+
+# --- a node with the demo data, and an HTTP client for it ----------------------------
+
+
+@pytest.fixture
+async def start_http_node(database_url: str, tmp_path: Path) -> AsyncIterator[StartNode]:
+    nodes: list[Node] = []
+
+    async def start(*, bind: str = "127.0.0.1", **flags: Any) -> Node:
+        settings = load_settings(
+            env={},
+            flags={
+                "database_url": database_url,
+                "data_dir": str(tmp_path / f"node{len(nodes)}"),
+                "bind": bind,
+                "handle_port": 0,
+                "admin_port": 0,
+                "http_port": 0,
+                "demo": True,
+                "secret_hash_iterations": 1000,
+                **flags,
+            },
+        )
+        node = Node(settings, monotonic=SteppedClock())
+        await node.start()
+        nodes.append(node)
+        return node
+
+    try:
+        yield start
+    finally:
+        for node in reversed(nodes):
+            await node.stop()
+
+
+@pytest.fixture
+async def http_node(start_http_node: StartNode) -> Node:
+    return await start_http_node()
+
+
+@pytest.fixture
+async def api(http_node: Node) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as session:
+        yield Api(session, f"http://127.0.0.1:{http_node.http_port}")

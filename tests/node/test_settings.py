@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from node.cli.entry import setting_flags
 from node.settings import Settings, SettingsError, load_settings, settings_markdown
 
 
@@ -23,7 +24,9 @@ def test_defaults() -> None:
 
 
 def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None:
-    cfg = write(tmp_path, 'http_port = 8001\nadmin_port = 9101\nhandle_port = 2651\nrole = "enterprise"\n')
+    cfg = write(
+        tmp_path, 'http_port = 8001\nadmin_port = 9101\nhandle_port = 2651\nrole = "enterprise"\n'
+    )
     env = {"IDNODE_ADMIN_PORT": "9102", "IDNODE_HANDLE_PORT": "2652"}
     s = load_settings(config_file=cfg, env=env, flags={"handle_port": 2653, "http_port": None})
     assert s.http_port == 8001  # file over default (flag not given)
@@ -33,7 +36,9 @@ def test_precedence_flag_over_env_over_file_over_default(tmp_path: Path) -> None
 
 
 def test_config_file_from_env(tmp_path: Path) -> None:
-    cfg = write(tmp_path, 'prefixes = ["88.118", "88.119"]\ndatabase_url = "postgresql://db/idnode"\n')
+    cfg = write(
+        tmp_path, 'prefixes = ["88.118", "88.119"]\ndatabase_url = "postgresql://db/idnode"\n'
+    )
     s = load_settings(env={"IDNODE_CONFIG": str(cfg)})
     assert s.prefixes == ("88.118", "88.119")
     assert not s.embedded
@@ -47,9 +52,18 @@ def test_env_list_and_bool_forms() -> None:
 @pytest.mark.parametrize(
     "env, message",
     [
-        ({"IDNODE_HTTP_PORT": "eighty"}, "invalid setting http_port (from IDNODE_HTTP_PORT): 'eighty' is not an integer"),
-        ({"IDNODE_ADMIN_PORT": "70000"}, "admin_port (from IDNODE_ADMIN_PORT): '70000' is not a port"),
-        ({"IDNODE_BIND": "localhost:80"}, "bind (from IDNODE_BIND): 'localhost:80' is not an IPv4 or IPv6"),
+        (
+            {"IDNODE_HTTP_PORT": "eighty"},
+            "invalid setting http_port (from IDNODE_HTTP_PORT): 'eighty' is not an integer",
+        ),
+        (
+            {"IDNODE_ADMIN_PORT": "70000"},
+            "admin_port (from IDNODE_ADMIN_PORT): '70000' is not a port",
+        ),
+        (
+            {"IDNODE_BIND": "localhost:80"},
+            "bind (from IDNODE_BIND): 'localhost:80' is not an IPv4 or IPv6",
+        ),
         ({"IDNODE_ROLE": "root"}, "role (from IDNODE_ROLE): 'root' is not one of"),
         ({"IDNODE_PREFIXES": "88.118,88..9"}, "invalid prefix '88..9'"),
         ({"IDNODE_DATABASE_URL": "mysql://x"}, "must start with postgresql://"),
@@ -80,8 +94,12 @@ def test_flag_errors_name_the_flag() -> None:
 
 
 def test_reference_documents_every_setting() -> None:
-    table = settings_markdown()
+    table = settings_markdown(setting_flags())
+    assert "| `handle_port` | `IDNODE_HANDLE_PORT` | `--handle-port` (serve, siteinfo) |" in table
+    assert "| `cache_max_bytes` | `IDNODE_CACHE_MAX_BYTES` |  |" in table  # no flag: none claimed
     for name in Settings.__dataclass_fields__:
         assert f"`{name}`" in table and f"`IDNODE_{name.upper()}`" in table
     readme_ref = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
-    assert table in readme_ref.read_text(encoding="utf-8"), "regenerate with: idnode settings --markdown"
+    assert table in readme_ref.read_text(encoding="utf-8"), (
+        "regenerate with: idnode settings --markdown"
+    )

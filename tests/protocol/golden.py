@@ -14,6 +14,8 @@ from functools import cache
 from pathlib import Path
 
 GOLDEN_FILE = "handle-golden.txt"
+ENVELOPE_BYTES = 20
+HEADER_BYTES = 24
 
 
 def vectors_dir() -> Path:
@@ -131,3 +133,43 @@ def load(path: Path | None = None) -> tuple[Exchange, ...]:
 
 def by_number(n: int) -> Exchange:
     return next(e for e in load() if e.number == n)
+
+
+# --- raw entries: the messages of one exchange, as bytes -------------------------------
+
+
+@cache
+def golden_entries() -> dict[int, list[tuple[str, bytes]]]:
+    """Entry number -> [(direction, datagram or TCP message)], in file order."""
+    entries: dict[int, list[tuple[str, bytes]]] = {}
+    current = None
+    for line in (vectors_dir() / GOLDEN_FILE).read_text(encoding="utf-8").splitlines():
+        m = re.match(r"# (\d+)\. ", line)
+        if m:
+            current = int(m.group(1))
+            entries[current] = []
+        elif line[:3] in ("C>S", "S>C") and current is not None:
+            direction, length, hexdata = line.split()
+            data = bytes.fromhex(hexdata)
+            assert len(data) == int(length)
+            entries[current].append((direction, data))
+    return entries
+
+
+def reply_body(entry: int) -> bytes:
+    """The body of the server's reply, UDP fragments reassembled by sequence number."""
+    frags = [data for direction, data in golden_entries()[entry] if direction == "S>C"]
+    frags.sort(key=lambda d: int.from_bytes(d[12:16], "big"))
+    message = b"".join(f[ENVELOPE_BYTES:] for f in frags)
+    body_len = int.from_bytes(message[HEADER_BYTES - 4 : HEADER_BYTES], "big")
+    return message[HEADER_BYTES : HEADER_BYTES + body_len]
+
+
+def reply_value_bytes(entry: int) -> bytes:
+    """u32 count + values of a resolution or referral reply (after the handle)."""
+    body = reply_body(entry)
+    handle_len = int.from_bytes(body[:4], "big")
+    return body[4 + handle_len :]
+
+
+GOLDEN_ADMIN = bytes.fromhex("0fff0000000c38382e3131382f41444d494e0000012c")

@@ -63,7 +63,7 @@ def test_decodes_and_reencodes_byte_for_byte(exchange: Exchange) -> None:
 
 @pytest.mark.parametrize("exchange", EXCHANGES, ids=_ids)
 def test_fields_match_capture(exchange: Exchange) -> None:
-    for (direction, whole, parts, msg), info in zip(
+    for (direction, whole, _parts, msg), info in zip(
         messages(exchange), exchange.decoded, strict=True
     ):
         assert direction == info.direction

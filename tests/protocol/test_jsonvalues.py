@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,8 +26,7 @@ from protocol.keys import decode_public_key, public_key_to_jwk
 from protocol.structured import AdminRef, ServerInfo, SiteInfo, encode_admin, encode_vlist
 from protocol.valuecodec import encode_values
 from protocol.values import HandleValue, Reference
-from tests.protocol.golden import vectors_dir
-from tests.protocol.test_structured import GOLDEN_ADMIN, reply_body, reply_value_bytes
+from tests.protocol.golden import GOLDEN_ADMIN, reply_body, reply_value_bytes, vectors_dir
 
 SEED = vectors_dir() / "handle-golden-seed.json"
 
@@ -165,14 +163,23 @@ def test_golden_site_in_and_out() -> None:
 
 def test_site_json_input_variants_and_fallbacks() -> None:
     written = {
-        "protocolVersion": "2.11", "serialNumber": "3", "primarySite": True, "hashOption": 0,
+        "protocolVersion": "2.11",
+        "serialNumber": "3",
+        "primarySite": True,
+        "hashOption": 0,
         "attributes": {"desc": "mapping form"},
         "servers": [
-            {"serverId": 2, "address": "2001:db8::1", "publicKey": {"format": "hex", "value": "00"},
-             "interfaces": [{"query": True, "admin": False, "protocol": "HTTP", "port": 8000},
-                            {"query": False, "admin": True, "protocol": 1, "port": 2641}]},
+            {
+                "serverId": 2,
+                "address": "2001:db8::1",
+                "publicKey": {"format": "hex", "value": "00"},
+                "interfaces": [
+                    {"query": True, "admin": False, "protocol": "HTTP", "port": 8000},
+                    {"query": False, "admin": True, "protocol": 1, "port": 2641},
+                ],
+            },
         ],
-    }  # fmt: skip
+    }
     site = site_from_json(written)
     assert (site.major, site.minor, site.serial, site.hash_option) == (2, 11, 3, 0)
     assert site.attributes == (("desc", "mapping form"),)
@@ -180,14 +187,25 @@ def test_site_json_input_variants_and_fallbacks() -> None:
     assert server.public_key == b"\0" and server.ip.version == 6
     assert [(i.type, i.protocol, i.port) for i in server.interfaces] == [(2, 2, 8000), (1, 1, 2641)]
     assert site_to_json(site) == {
-        "version": 1, "protocolVersion": "2.11", "serialNumber": 3, "primarySite": True,
-        "multiPrimary": False, "hashOption": 0, "attributes": [{"name": "desc", "value": "mapping form"}],
+        "version": 1,
+        "protocolVersion": "2.11",
+        "serialNumber": 3,
+        "primarySite": True,
+        "multiPrimary": False,
+        "hashOption": 0,
+        "attributes": [{"name": "desc", "value": "mapping form"}],
         "servers": [
-            {"serverId": 2, "address": "2001:db8::1", "publicKey": {"format": "base64", "value": "AA=="},
-             "interfaces": [{"query": True, "admin": False, "protocol": "HTTP", "port": 8000},
-                            {"query": False, "admin": True, "protocol": "TCP", "port": 2641}]},
+            {
+                "serverId": 2,
+                "address": "2001:db8::1",
+                "publicKey": {"format": "base64", "value": "AA=="},
+                "interfaces": [
+                    {"query": True, "admin": False, "protocol": "HTTP", "port": 8000},
+                    {"query": False, "admin": True, "protocol": "TCP", "port": 2641},
+                ],
+            },
         ],
-    }  # fmt: skip
+    }
     # an all-zero address and an empty key (not a key: base64 "")
     bare = site_to_json(SiteInfo(serial=1, servers=(ServerInfo(1, bytes(16), b"", ()),)))
     assert bare is not None

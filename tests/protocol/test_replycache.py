@@ -95,9 +95,15 @@ def restamped(data: bytes, *, session_id: int, request_id: int, expiration: int)
     return bytes(out)
 
 
-def variant(data: bytes, *, version: tuple[int, int] | None = None,
-            suggested: tuple[int, int] | None | bool = False, flags: OpFlag | None = None,
-            recursion: int | None = None, body: ResolutionRequest | None = None) -> bytes:  # fmt: skip
+def variant(
+    data: bytes,
+    *,
+    version: tuple[int, int] | None = None,
+    suggested: tuple[int, int] | bool | None = False,
+    flags: OpFlag | None = None,
+    recursion: int | None = None,
+    body: ResolutionRequest | None = None,
+) -> bytes:
     """The request re-encoded with one thing changed (``suggested=None``: no suggestion)."""
     m = decode(data)
     env, header = m.envelope, m.header
@@ -117,11 +123,25 @@ def from_scratch(request: bytes, rc: int, body: Body, now: float) -> bytes:
     return encode(build_reply(decode(request), rc, body, now=now, site_serial=SERIAL))
 
 
-def plain_request(handle: str = "88.118.2/ABC123", indexes: tuple[int, ...] = (),
-                  types: tuple[str, ...] = (), *, flags: OpFlag = DEFAULT_FLAGS,
-                  opcode: int = OpCode.RESOLUTION, credential: Credential | None = None) -> bytes:  # fmt: skip
+def plain_request(
+    handle: str = "88.118.2/ABC123",
+    indexes: tuple[int, ...] = (),
+    types: tuple[str, ...] = (),
+    *,
+    flags: OpFlag = DEFAULT_FLAGS,
+    opcode: int = OpCode.RESOLUTION,
+    credential: Credential | None = None,
+) -> bytes:
     header = Header(opcode, flags=flags, expiration=int(T1))
-    return encode(Message(Envelope(request_id=7), header, ResolutionRequest(handle, indexes, types), None, credential))
+    return encode(
+        Message(
+            Envelope(request_id=7),
+            header,
+            ResolutionRequest(handle, indexes, types),
+            None,
+            credential,
+        )
+    )
 
 
 # --- resolution_shape: None ------------------------------------------------------------
@@ -139,10 +159,20 @@ def test_the_golden_resolutions_have_a_shape_and_site_info_has_none() -> None:
 
 @pytest.mark.parametrize(
     "opcode",
-    [OpCode.GET_SITE_INFO, OpCode.CREATE_HANDLE, OpCode.DELETE_HANDLE, OpCode.ADD_VALUE,
-     OpCode.MODIFY_VALUE, OpCode.REMOVE_VALUE, OpCode.VERIFY_RESPONSE, 0, 0x0101, 0x01000000],
+    [
+        OpCode.GET_SITE_INFO,
+        OpCode.CREATE_HANDLE,
+        OpCode.DELETE_HANDLE,
+        OpCode.ADD_VALUE,
+        OpCode.MODIFY_VALUE,
+        OpCode.REMOVE_VALUE,
+        OpCode.VERIFY_RESPONSE,
+        0,
+        0x0101,
+        0x01000000,
+    ],
     ids=str,
-)  # fmt: skip
+)
 def test_no_shape_for_other_opcodes(opcode: int) -> None:
     """The same bytes with only the opcode field changed (a resolution body under
     another opcode, as a confused or hostile client may send)."""
@@ -153,7 +183,9 @@ def test_no_shape_for_other_opcodes(opcode: int) -> None:
 
 
 def test_no_shape_with_a_credential() -> None:
-    cred = Credential.make("HS_SIGNED", "SHA-256", b"\x01" * 32, signer_handle="88.118.2/ADMIN", signer_index=300)
+    cred = Credential.make(
+        "HS_SIGNED", "SHA-256", b"\x01" * 32, signer_handle="88.118.2/ADMIN", signer_index=300
+    )
     signed = plain_request(credential=cred)
     assert decode(signed).credential == cred
     assert resolution_shape(signed) is None
@@ -230,7 +262,9 @@ def _differs(a: bytes, b: bytes) -> None:
 
 def test_shape_differs_with_the_handle_index_and_type_lists() -> None:
     base = plain_request("88.118.2/ABC123", (1,), ("URL",))
-    _differs(base, plain_request("88.118.2/abc123", (1,), ("URL",)))  # the reply echoes the spelling
+    _differs(
+        base, plain_request("88.118.2/abc123", (1,), ("URL",))
+    )  # the reply echoes the spelling
     _differs(base, plain_request("88.118.2/ABC124", (1,), ("URL",)))
     _differs(base, plain_request("88.118.2/ABC123", (2,), ("URL",)))
     _differs(base, plain_request("88.118.2/ABC123", (1, 2), ("URL",)))
@@ -244,7 +278,8 @@ def test_shape_differs_with_the_handle_index_and_type_lists() -> None:
 
 
 @pytest.mark.parametrize(
-    "flag", [OpFlag.RRDG, OpFlag.PUBL, OpFlag.RECU, OpFlag.CACR, OpFlag.DNRF, OpFlag.KPAL, OpFlag.AUTH],
+    "flag",
+    [OpFlag.RRDG, OpFlag.PUBL, OpFlag.RECU, OpFlag.CACR, OpFlag.DNRF, OpFlag.KPAL, OpFlag.AUTH],
     ids=lambda f: f.name,
 )
 def test_shape_differs_with_each_flag(flag: OpFlag) -> None:
@@ -316,10 +351,14 @@ def test_fit_golden_request_as_captured(r: Resolution) -> None:
 
 @pytest.mark.parametrize("versions", VERSIONS, ids=_version_id)
 @pytest.mark.parametrize("r", resolutions(), ids=_ids)
-def test_fit_with_request_digest(r: Resolution, versions: tuple[tuple[int, int], tuple[int, int] | None]) -> None:
+def test_fit_with_request_digest(
+    r: Resolution, versions: tuple[tuple[int, int], tuple[int, int] | None]
+) -> None:
     version, suggested = versions
     m = decode(r.request)
-    request1 = variant(r.request, version=version, suggested=suggested, flags=m.header.flags | OpFlag.RRDG)
+    request1 = variant(
+        r.request, version=version, suggested=suggested, flags=m.header.flags | OpFlag.RRDG
+    )
     request2 = restamped(request1, session_id=5, request_id=0xFFFFFFFF, expiration=0)
     reply = decode(check_fit(request1, request2, r.rc, r.body))
     hash_type = digest_hash_type(reply_version(decode(request1).envelope))
@@ -337,7 +376,11 @@ def test_fit_covers_both_digests() -> None:
     """The version table above reaches SHA-1 and SHA-256 replies and a digest-less one."""
     kinds = set()
     for version, suggested in VERSIONS:
-        env = Envelope(*version, suggested_major=(suggested or (0, 0))[0], suggested_minor=(suggested or (0, 0))[1])
+        env = Envelope(
+            *version,
+            suggested_major=(suggested or (0, 0))[0],
+            suggested_minor=(suggested or (0, 0))[1],
+        )
         kinds.add(digest_hash_type(reply_version(env)))
     assert {k.name if k is not None else None for k in kinds} == {"SHA1", "SHA256", None}
 
@@ -347,7 +390,9 @@ def test_fit_wraps_the_expiration_as_build_reply_does() -> None:
     late = float(0xFFFFFFFF - 10)  # now + 12 h overflows a u32
     body = ResolutionReply("88.118.2/ABC123", (HandleValue(1, "URL", b"https://example.com/"),))
     first = from_scratch(request, ResponseCode.SUCCESS, body, T1)
-    assert bytes(ReplyTemplate(first).fit(request, late)) == from_scratch(request, ResponseCode.SUCCESS, body, late)
+    assert bytes(ReplyTemplate(first).fit(request, late)) == from_scratch(
+        request, ResponseCode.SUCCESS, body, late
+    )
 
 
 # --- property: any ids, any time ---------------------------------------------------------
@@ -366,9 +411,14 @@ u32 = st.integers(min_value=0, max_value=0xFFFFFFFF)
     t2=st.floats(min_value=0, max_value=2.0**32 + 2 * REPLY_LIFETIME_S, allow_nan=False),
 )
 def test_fit_equals_a_reply_from_scratch(
-    r: Resolution, versions: tuple[tuple[int, int], tuple[int, int] | None], rrdg: bool,
-    ids1: tuple[int, int, int], ids2: tuple[int, int, int], t1: float, t2: float,
-) -> None:  # fmt: skip
+    r: Resolution,
+    versions: tuple[tuple[int, int], tuple[int, int] | None],
+    rrdg: bool,
+    ids1: tuple[int, int, int],
+    ids2: tuple[int, int, int],
+    t1: float,
+    t2: float,
+) -> None:
     version, suggested = versions
     flags = decode(r.request).header.flags | (OpFlag.RRDG if rrdg else OpFlag(0))
     base = variant(r.request, version=version, suggested=suggested, flags=flags)

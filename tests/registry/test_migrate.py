@@ -20,7 +20,13 @@ async def test_migrate_applies_everything_once(database_url: str) -> None:
             r["tablename"]
             for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         }
-        assert {"enterprises", "prefixes", "handles", "handle_history", "schema_migrations"} <= tables
+        assert {
+            "enterprises",
+            "prefixes",
+            "handles",
+            "handle_history",
+            "schema_migrations",
+        } <= tables
     finally:
         await conn.close()
 

@@ -11,9 +11,9 @@ import pytest
 from protocol.handle import parse_handle
 from protocol.values import HandleValue
 from registry.errors import Conflict, NotFound, RegistryError, UnknownPrefix
+from registry.rows import PrefixStatus
 from registry.store import Registry
-
-from .conftest import MILL, T0
+from tests.registry.conftest import MILL, T0
 
 URL = HandleValue(1, "URL", b"https://example.com/roll/1")
 ADMIN_EMAIL = HandleValue(2, "EMAIL", b"ops@example.com")
@@ -48,7 +48,9 @@ async def test_put_get_delete_round_trip_with_history(registry: Registry) -> Non
 
     history = await registry.history(h)
     assert [(e.action, e.actor, e.version) for e in history] == [
-        ("create", "cli:alice", 1), ("modify", "cli:bob", 2), ("delete", "cli:carol", 3),
+        ("create", "cli:alice", 1),
+        ("modify", "cli:bob", 2),
+        ("delete", "cli:carol", 3),
     ]
     assert history[0].old_values is None and history[0].new_values is not None
     assert history[1].old_values is not None and history[1].old_values[0].data == URL.data
@@ -61,14 +63,18 @@ async def test_lookup_is_ascii_case_insensitive_and_keeps_spelling(registry: Reg
     assert found is not None and found.handle == "88.118.2/ÉTÉ-X"
     assert await registry.get_handle(parse_handle("88.118.2/été-x").key) is None
     # The same handle in another case is the same record, not a second one.
-    again = await registry.put_handle(parse_handle("88.118.2/étÉ-X".replace("é", "É")), [URL], actor="t", now=T0)
+    again = await registry.put_handle(
+        parse_handle("88.118.2/étÉ-X".replace("é", "É")), [URL], actor="t", now=T0
+    )
     assert not again.created
 
 
 async def test_create_without_overwrite_is_idempotent_for_same_content(registry: Registry) -> None:
     h = parse_handle("88.118.2/LOT-7")
     first = await registry.put_handle(h, [URL], actor="mes", now=T0, overwrite=False)
-    retry = await registry.put_handle(h, [URL], actor="mes", now=T0 + timedelta(seconds=30), overwrite=False)
+    retry = await registry.put_handle(
+        h, [URL], actor="mes", now=T0 + timedelta(seconds=30), overwrite=False
+    )
     assert first.created and not retry.created and not retry.changed
     assert retry.record.version == 1
     with pytest.raises(Conflict, match="already exists with different values"):
@@ -98,7 +104,7 @@ async def test_delete_some_indexes(registry: Registry) -> None:
 
 async def test_bad_writes_change_nothing(registry: Registry, pool: asyncpg.Pool) -> None:
     before = (await count(pool, "handles"), await count(pool, "handle_history"))
-    with pytest.raises(UnknownPrefix, match="prefix 88.999 is not registered"):
+    with pytest.raises(UnknownPrefix, match=r"prefix 88\.999 is not registered"):
         await registry.put_handle(parse_handle("88.999/X"), [URL], actor="t", now=T0)
     await registry.add_prefix("88.118.9", MILL, T0, status=4)
     with pytest.raises(UnknownPrefix, match="awaiting review"):
@@ -123,7 +129,7 @@ async def test_enterprises_and_prefixes(registry: Registry) -> None:
         await registry.add_prefix("88..7", MILL, T0)
     await registry.set_prefix_status("88.118.2", 0, T0)
     p = await registry.get_prefix("88.118.2")
-    assert p is not None and p["status"] == 0 and p["credit_code"] == MILL
+    assert p is not None and p.status == PrefixStatus.DISABLED and p.credit_code == MILL
 
 
 async def test_list_handles_pages(registry: Registry) -> None:
@@ -138,7 +144,9 @@ async def test_concurrent_writers_serialise(registry: Registry) -> None:
     h = parse_handle("88.118.2/HOT")
     await registry.put_handle(h, [URL], actor="t", now=T0)
     writes = [
-        registry.put_handle(h, [HandleValue(1, "URL", f"https://example.com/{n}".encode())], actor=f"w{n}", now=T0)
+        registry.put_handle(
+            h, [HandleValue(1, "URL", f"https://example.com/{n}".encode())], actor=f"w{n}", now=T0
+        )
         for n in range(8)
     ]
     await asyncio.gather(*writes)

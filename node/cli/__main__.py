@@ -1,0 +1,5 @@
+import sys
+
+from node.cli.entry import main
+
+sys.exit(main())

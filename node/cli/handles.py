@@ -1,0 +1,100 @@
+"""``idnode handle``: read and write records directly in the registry, through the
+node's own write service (HS_SECKEY rules, signing, history)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from node.cli.common import AddCommand, UserError, actor, now, print_json, read_json, write_service
+from node.runtime.database import cli_database
+from node.settings import Settings
+from protocol.handle import parse_handle
+from protocol.jsonvalues import values_from_json, values_to_json
+
+
+async def cmd_handle_get(settings: Settings, args: argparse.Namespace) -> int:
+    handle = parse_handle(args.handle)
+    async with cli_database(settings) as db:
+        record = await db.registry.get_handle(handle.key)
+    if record is None:
+        raise UserError(f"handle {handle.text} not found")
+    print_json(values_to_json(record.values))
+    return 0
+
+
+async def cmd_handle_put(settings: Settings, args: argparse.Namespace) -> int:
+    handle = parse_handle(args.handle)
+    values = values_from_json(read_json(args.file))
+    async with cli_database(settings) as db:
+        result = await write_service(settings, db).put(
+            handle, values, actor=actor(), now=now(), source="cli", overwrite=not args.no_overwrite
+        )
+    what = "created" if result.created else ("updated" if result.changed else "unchanged")
+    print(
+        f"{result.record.handle} {what} (version {result.record.version}, {len(result.record.values)} values)"
+    )
+    return 0
+
+
+async def cmd_handle_delete(settings: Settings, args: argparse.Namespace) -> int:
+    handle = parse_handle(args.handle)
+    indexes = frozenset(args.index) if args.index else None
+    async with cli_database(settings) as db:
+        await write_service(settings, db).delete(
+            handle, actor=actor(), now=now(), source="cli", indexes=indexes
+        )
+    print(f"{handle.text} {'values removed' if indexes else 'deleted'}")
+    return 0
+
+
+async def cmd_handle_list(settings: Settings, args: argparse.Namespace) -> int:
+    async with cli_database(settings) as db:
+        total, handles = await db.registry.list_handles(args.prefix, args.page, args.page_size)
+    print_json({"prefix": args.prefix, "totalCount": total, "handles": handles})
+    return 0
+
+
+async def cmd_handle_history(settings: Settings, args: argparse.Namespace) -> int:
+    handle = parse_handle(args.handle)
+    async with cli_database(settings) as db:
+        entries = await db.registry.history(handle)
+    print_json(
+        [
+            {
+                "action": e.action,
+                "actor": e.actor,
+                "at": e.at.isoformat(),
+                "version": e.version,
+                "old": values_to_json(e.old_values) if e.old_values is not None else None,
+                "new": values_to_json(e.new_values) if e.new_values is not None else None,
+            }
+            for e in entries
+        ]
+    )
+    return 0
+
+
+def add_commands(sub: Any, command: AddCommand) -> None:
+    hdl = sub.add_parser("handle", help="handle records").add_subparsers(dest="sub", required=True)
+    p = command("get", cmd_handle_get, "print a record as a JSON array of values", hdl)
+    p.add_argument("handle")
+    p = command(
+        "put", cmd_handle_put, "create or replace a record from a JSON array of values", hdl
+    )
+    p.add_argument("handle")
+    p.add_argument("--file", "-f", required=True, help="JSON file, or - for stdin")
+    p.add_argument(
+        "--no-overwrite", action="store_true", help="fail if the handle exists with other values"
+    )
+    p = command("delete", cmd_handle_delete, "delete a record, or some of its values", hdl)
+    p.add_argument("handle")
+    p.add_argument(
+        "--index", type=int, action="append", help="delete only this value index (repeatable)"
+    )
+    p = command("list", cmd_handle_list, "list handles under a prefix", hdl)
+    p.add_argument("--prefix", required=True)
+    p.add_argument("--page", type=int, default=0)
+    p.add_argument("--page-size", type=int, default=1000)
+    p = command("history", cmd_handle_history, "show a record's change history", hdl)
+    p.add_argument("handle")

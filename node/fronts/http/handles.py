@@ -1,0 +1,358 @@
+"""``GET | PUT | DELETE /api/handles/{handle}``: the Handle.Net REST API on one handle.
+
+The handle is taken from the raw request path and percent-decoded here (strict UTF-8),
+so ``88.118.2/A%2FB`` and ``88.118.2/A/B`` name the same handle and a stray ``%FF``
+is an invalid handle rather than a literal. Replies echo the handle as asked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from time import perf_counter
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+import orjson
+from aiohttp import web
+
+from node.auth import Denied, Identity
+from node.fronts.http import params
+from node.fronts.http.errors import ApiError, http_status
+from node.fronts.http.hot import HotReply, shape_of
+from node.fronts.http.reply import NO_STORE, Style, cache_control, json_bytes, render
+from node.fronts.http.services import HttpServices, services
+from node.resolution.outcomes import Found, PrefixReferral, ValuesNotFound
+from node.writes.service import ValuesMissing
+from protocol.codes import AdminPerm, Permission, TTLType
+from protocol.codes import ResponseCode as RC
+from protocol.errors import HandleSyntaxError, ValueFormatError
+from protocol.handle import Handle, normalise, parse_handle
+from protocol.jsonvalues import values_from_json, values_to_json
+from protocol.values import HandleValue
+from registry.errors import Conflict, NotFound, RegistryError, UnknownPrefix
+
+PATH_PREFIX = "/api/handles/"
+# Plain ints: IntFlag arithmetic costs microseconds per value on the hot GET path.
+PUBLIC_READ = int(Permission.PUBLIC_READ)
+ADMIN_READ = int(Permission.ADMIN_READ)
+JSON_CONTENT_TYPES = ("application/json", "text/json")
+
+
+def handle_from_path(request: web.Request) -> str:
+    tail = request.rel_url.raw_path[len(PATH_PREFIX) :]
+    try:
+        return unquote_to_bytes(tail).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ApiError(
+            RC.INVALID_HANDLE, "the handle in the path is not UTF-8 once percent-decoded"
+        ) from None
+
+
+def _parse(text: str) -> Handle:
+    try:
+        return parse_handle(text)
+    except HandleSyntaxError as exc:
+        raise ApiError(RC.INVALID_HANDLE, exc.message, handle=text) from None
+
+
+# -- GET ---------------------------------------------------------------------------------
+
+
+async def get_handle(request: web.Request) -> web.Response:
+    svc = services(request)
+    hot = svc.hot
+    shape = shape_of(request) if hot is not None else None
+    if shape is not None:
+        assert hot is not None
+        started = perf_counter()
+        resp = hot.lookup(*shape)
+        if resp is not None:
+            hot.stats.observe(perf_counter() - started)
+            return resp
+    style = Style.of(request)
+    text = handle_from_path(request)
+    q = request.query
+    params.callback(q)
+    indexes, types = params.indexes(q), params.types(q)
+    refer = not params.flag(q, "doNotRefer")
+    # "authoritative": answer from the registry itself, not from the cache.
+    fresh = params.flag(q, "auth")
+    params.flag(q, "cert")  # signed replies are not offered over HTTP; accepted and ignored
+    identity = await svc.identity(request)
+    # As the reference: public values only unless the caller authenticated (and did
+    # not ask for publicOnly); anonymous callers never get more.
+    public_only = params.flag(q, "publicOnly", identity is None) or identity is None
+    now = svc.clock()
+    result = await svc.resolver.resolve(
+        text, indexes, types, now, public_only=False, refer=refer, fresh=fresh
+    )
+    private_reply = identity is not None
+    match result:
+        case Found(values=found, entry=entry):
+            values = await _readable(svc, identity, text, found, public_only)
+            rc = RC.SUCCESS if values else RC.VALUES_NOT_FOUND
+            private_reply = private_reply or any(not v.permissions & PUBLIC_READ for v in values)
+            body: dict[str, Any] = {
+                "responseCode": int(rc),
+                "handle": text,
+                "values": values_to_json(values),
+            }
+            if not values:
+                body["message"] = "no values match the request" + (
+                    " (public values only)" if public_only else ""
+                )
+            cc = cache_control(values, now, private=private_reply)
+            status = http_status(rc, resolution=True)
+            if (
+                shape is not None
+                and entry is not None
+                and not private_reply
+                and not _absolute_ttl(values)
+            ):
+                assert hot is not None
+                hot.keep(shape[0], entry, HotReply(status, int(rc), json_bytes(body, style), cc))
+            return render(body, status=status, style=style, headers={"Cache-Control": cc})
+        case ValuesNotFound(entry=entry):
+            body = {
+                "responseCode": int(result.response_code),
+                "handle": text,
+                "values": [],
+                "message": result.message,
+            }
+            cc = cache_control((), now, private=private_reply)
+            if shape is not None and entry is not None and not private_reply:
+                assert hot is not None
+                hot.keep(
+                    shape[0],
+                    entry,
+                    HotReply(200, int(RC.VALUES_NOT_FOUND), json_bytes(body, style), cc),
+                )
+            return render(body, status=200, style=style, headers={"Cache-Control": cc})
+        case PrefixReferral(values=referral):
+            body = {
+                "responseCode": int(result.response_code),
+                "handle": text,
+                "values": values_to_json(referral),
+                "message": result.message,
+            }
+            return render(body, status=300, style=style, headers={"Cache-Control": NO_STORE})
+        case _:
+            raise ApiError(result.response_code, result.message, handle=text)
+
+
+def _absolute_ttl(values: list[HandleValue]) -> bool:
+    """Cache-Control's max-age of these values shrinks with time: not a fixed reply."""
+    return any(v.ttl_type == TTLType.ABSOLUTE for v in values)
+
+
+async def _readable(
+    svc: HttpServices,
+    identity: Identity | None,
+    text: str,
+    values: tuple[HandleValue, ...],
+    public_only: bool,
+) -> list[HandleValue]:
+    """Public values, plus the admin-readable ones for an admin holding READ_VALUE on
+    the handle; a value readable by nobody is never sent."""
+    public = [v for v in values if v.permissions & PUBLIC_READ]
+    private = [v for v in values if not v.permissions & PUBLIC_READ and v.permissions & ADMIN_READ]
+    if public_only or not private or identity is None:
+        return public
+    admins = await svc.resolver.resolve(text, (), ("HS_ADMIN",), svc.clock())
+    own = admins.values if isinstance(admins, Found) else ()
+    admin_values = await svc.authorizer.handle_admin_values(own, parse_handle(text).owning_prefix)
+    try:
+        await svc.authorizer.require(identity, int(AdminPerm.READ_VALUE), admin_values, text)
+    except Denied as exc:
+        raise ApiError(
+            exc.response_code,
+            exc.message + " (add publicOnly=true for the public values)",
+            handle=text,
+        ) from None
+    return sorted(public + private, key=lambda v: v.index)
+
+
+# -- PUT ---------------------------------------------------------------------------------
+
+
+async def _read_json(request: web.Request, limit: int) -> Any:
+    ctype = request.headers.get("Content-Type")
+    if ctype is not None:
+        base = ctype.split(";", 1)[0].strip().lower()
+        if base not in JSON_CONTENT_TYPES and not base.endswith("+json"):
+            raise ApiError(
+                RC.PROTOCOL_ERROR,
+                f"unsupported Content-Type {base!r}: send application/json",
+                status=415,
+            )
+    too_big = ApiError(
+        RC.PROTOCOL_ERROR, f"request body exceeds {limit} bytes (http_max_body_bytes)", status=413
+    )
+    if request.content_length is not None and request.content_length > limit:
+        raise too_big
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise too_big from None
+    if not raw.strip():
+        raise ApiError(
+            RC.PROTOCOL_ERROR, "request body is empty: send a JSON array of handle values"
+        )
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(RC.PROTOCOL_ERROR, f"request body is not valid JSON: {exc}") from None
+
+
+def _values_in_body(body: Any, text: str, *, check_handle: bool) -> list[HandleValue]:
+    """An array of values, ``{"values": [...]}`` (its "handle", if any, must match the
+    path) or one value object, as the reference accepts."""
+    if isinstance(body, dict):
+        if "values" in body:
+            named = body.get("handle")
+            if (
+                check_handle
+                and named is not None
+                and (not isinstance(named, str) or normalise(named) != normalise(text))
+            ):
+                raise ApiError(
+                    RC.PROTOCOL_ERROR,
+                    f"the body names handle {str(named)[:80]!r}, the path {text!r}",
+                    handle=text,
+                )
+        elif not {"index", "type", "data"} <= body.keys():
+            raise ApiError(
+                RC.PROTOCOL_ERROR,
+                'a JSON object body must be {"values": [...]} or one value with index, type and data',
+                handle=text,
+            )
+    elif not isinstance(body, list):
+        raise ApiError(
+            RC.PROTOCOL_ERROR, "the body must be a JSON array of handle values", handle=text
+        )
+    try:
+        return values_from_json(body)
+    except ValueFormatError as exc:
+        raise ApiError(RC.INVALID_VALUE, exc.message, handle=text) from None
+
+
+def _mint(base: str) -> str:
+    """The reference's HandleSuffixMinter: the path up to here plus a random UUID."""
+    if "/" not in base:
+        base += "/"
+    return base + str(uuid.uuid4())
+
+
+async def put_handle(request: web.Request) -> web.Response:
+    svc = services(request)
+    text = handle_from_path(request)
+    q = request.query
+    params.callback(q)
+    overwrite = params.flag(q, "overwrite", True)
+    mint = params.flag(q, "mintNewSuffix")
+    wanted = params.indexes_or_various(q)
+    identity = await svc.require_identity(request, "PUT")
+    body = await _read_json(request, svc.settings.http_max_body_bytes)
+    values = _values_in_body(body, text, check_handle=not mint)
+    if mint:
+        overwrite = False  # a minted handle is new by construction: never overwrite
+        text = _mint(text)
+    handle = _parse(text)
+    given = {v.index for v in values}
+    if wanted == "various":
+        only: frozenset[int] | None = frozenset(given)
+    elif wanted:
+        if set(wanted) != given:
+            raise ApiError(
+                RC.INVALID_VALUE,
+                f"index= names {sorted(wanted)} but the body holds {sorted(given)}",
+                handle=text,
+            )
+        only = frozenset(wanted)
+    else:
+        only = None
+
+    async def authorize(existing: Any, merged: tuple[HandleValue, ...]) -> None:
+        await svc.authorizer.authorize_put(
+            identity, handle, existing, merged, overwrite=overwrite, partial=only is not None
+        )
+
+    try:
+        await svc.writes.put(
+            handle,
+            values,
+            actor=identity.actor,
+            now=svc.now(),
+            source="http",
+            overwrite=overwrite,
+            only_indexes=only,
+            authorize=authorize,
+        )
+    except Denied as exc:
+        raise ApiError(exc.response_code, exc.message, handle=text) from None
+    except Conflict as exc:
+        rc = RC.VALUE_ALREADY_EXISTS if only is not None else RC.HANDLE_ALREADY_EXISTS
+        raise ApiError(rc, exc.message, handle=text) from None
+    except (NotFound, UnknownPrefix, ValueFormatError, RegistryError) as exc:
+        raise _write_error(exc, text) from None
+    status = http_status(RC.SUCCESS, created=not overwrite)
+    return render(
+        {"responseCode": 1, "handle": text},
+        status=status,
+        style=Style.of(request),
+        headers={"Cache-Control": NO_STORE},
+    )
+
+
+def _write_error(exc: Exception, text: str) -> ApiError:
+    if isinstance(exc, ValuesMissing):
+        return ApiError(RC.VALUES_NOT_FOUND, exc.message, handle=text)
+    if isinstance(exc, NotFound):
+        return ApiError(RC.HANDLE_NOT_FOUND, exc.message, handle=text)
+    if isinstance(exc, UnknownPrefix):
+        return ApiError(RC.SERVER_NOT_RESP, exc.message, handle=text)
+    if isinstance(exc, ValueFormatError):
+        return ApiError(RC.INVALID_VALUE, exc.message, handle=text)
+    assert isinstance(exc, RegistryError)
+    return ApiError(RC.INVALID_VALUE, exc.message, handle=text)
+
+
+# -- DELETE ------------------------------------------------------------------------------
+
+
+async def delete_handle(request: web.Request) -> web.Response:
+    svc = services(request)
+    text = handle_from_path(request)
+    q = request.query
+    params.callback(q)
+    wanted = params.indexes(q)
+    handle = _parse(text)
+    identity = await svc.require_identity(request, "DELETE")
+    try:
+        svc.authorizer.refuse_node_records(handle)  # before "does not exist": it does, built in
+    except Denied as exc:
+        raise ApiError(exc.response_code, exc.message, handle=text) from None
+    indexes = frozenset(wanted) if wanted else None
+
+    async def authorize(existing: Any) -> None:
+        await svc.authorizer.authorize_delete(identity, handle, existing, indexes)
+
+    try:
+        await svc.writes.delete(
+            handle,
+            actor=identity.actor,
+            now=svc.now(),
+            source="http",
+            indexes=indexes,
+            authorize=authorize,
+        )
+    except Denied as exc:
+        raise ApiError(exc.response_code, exc.message, handle=text) from None
+    except (NotFound, UnknownPrefix, RegistryError) as exc:
+        raise _write_error(exc, text) from None
+    return render(
+        {"responseCode": 1, "handle": text},
+        status=200,
+        style=Style.of(request),
+        headers={"Cache-Control": NO_STORE},
+    )

@@ -1,0 +1,115 @@
+"""Query parameters of the REST API, parsed strictly: a bad one is a 400 naming it.
+
+Flags follow the reference (``getBooleanParameter``) where it is lenient for good
+reason: given without a value (``?pretty``) they are true; "true"/"yes" in any case
+too. Unlike the reference, a value that is neither true nor false is an error rather
+than a silent false (``overwrite=flase`` must not overwrite-by-accident).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+from multidict import MultiMapping
+
+from node.fronts.http.errors import ApiError
+from protocol.codes import ResponseCode
+from registry.store import MAX_PAGE_SIZE
+
+_TRUE = frozenset({"", "true", "yes", "1", "on"})
+_FALSE = frozenset({"false", "no", "0", "off"})
+# JSONP callbacks: a dotted JavaScript identifier path, nothing that could close the
+# call or start markup (the reference only scrubs; we refuse).
+_CALLBACK = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(?:\.[A-Za-z_$][A-Za-z0-9_$]*)*\Z")
+MAX_CALLBACK_CHARS = 128
+MAX_INDEX = 0xFFFFFFFF
+
+Query = MultiMapping[str] | Mapping[str, str]
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError(ResponseCode.PROTOCOL_ERROR, message)
+
+
+def _last(query: Query, name: str) -> str | None:
+    if isinstance(query, MultiMapping):
+        values = query.getall(name, [])
+        return values[-1] if values else None
+    return query.get(name)
+
+
+def _all(query: Query, name: str) -> list[str]:
+    if isinstance(query, MultiMapping):
+        return list(query.getall(name, []))
+    value = query.get(name)
+    return [] if value is None else [value]
+
+
+def flag(query: Query, name: str, default: bool = False) -> bool:
+    value = _last(query, name)
+    if value is None:
+        return default
+    low = value.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise _bad(f"parameter {name}={value[:40]!r} is not true or false")
+
+
+def indexes(query: Query) -> tuple[int, ...]:
+    """``index=`` (repeatable, also comma-separated)."""
+    found = indexes_or_various(query, allow_various=False)
+    assert found != "various"
+    return found
+
+
+def indexes_or_various(
+    query: Query, *, allow_various: bool = True
+) -> tuple[int, ...] | Literal["various"]:
+    """``index=`` as a PUT takes it: also ``various`` (whatever the body holds)."""
+    out: list[int] = []
+    for raw in _all(query, "index"):
+        for part in raw.split(","):
+            part = part.strip()
+            if allow_various and part.lower() == "various":
+                return "various"
+            if not part.isascii() or not part.isdigit() or int(part) > MAX_INDEX:
+                raise _bad(f"parameter index={part[:40]!r} is not a value index (0..{MAX_INDEX})")
+            out.append(int(part))
+    return tuple(dict.fromkeys(out))
+
+
+def types(query: Query) -> tuple[str, ...]:
+    return tuple(t for t in _all(query, "type") if t)
+
+
+def callback(query: Query) -> str | None:
+    value = _last(query, "callback")
+    if value is None:
+        return None
+    if len(value) > MAX_CALLBACK_CHARS or not _CALLBACK.match(value):
+        raise _bad(
+            f"parameter callback must be a JavaScript identifier such as handleReply "
+            f"(letters, digits, _ and $, dotted; at most {MAX_CALLBACK_CHARS} characters)"
+        )
+    return value
+
+
+def integer(query: Query, name: str, *, low: int, high: int) -> int | None:
+    value = _last(query, name)
+    if value is None or value == "":
+        return None
+    value = value.strip()
+    if not value.lstrip("-").isdigit() or not low <= int(value) <= high:
+        raise _bad(f"parameter {name}={value[:40]!r} is not an integer in {low}..{high}")
+    return int(value)
+
+
+def page(query: Query) -> tuple[int | None, int | None]:
+    return (
+        integer(query, "page", low=0, high=10**9),
+        integer(query, "pageSize", low=0, high=MAX_PAGE_SIZE),
+    )

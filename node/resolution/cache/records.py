@@ -1,0 +1,365 @@
+"""The record cache: handle rows by normalised key, and the ready-to-send replies each
+front built from them.
+
+One ``Entry`` per handle (or per handle known not to exist) holds the row as stored,
+in wire form, and the replies derived from it. Fronts keep their replies in maps this
+cache owns (``reply_map``), keyed on the request shape, so a hit is one dict lookup in
+the front and an invalidation drops the row and every reply built from it at once.
+
+Coherence. Entries are trusted only while the invalidation listener is connected
+(``coherent``): every committed write anywhere reaches ``invalidate`` through
+PostgreSQL NOTIFY. A read racing a write must not cache what it read before the write:
+``invalidate`` poisons the read in flight for that key, so its result is returned to
+its callers but not stored; and a reply a front built from an entry is kept only while
+that entry is live (not replaced or dropped since). These checks order reads by when
+they were invalidated rather than by the row's version number, which a deleted and
+recreated handle starts again at 1. When the listener drops, notifications may be lost: the
+fronts' replies are dropped and rows are kept only as stale candidates until the
+listener is back and everything is flushed.
+
+Policy. Freshness is the smallest TTL among the record's values, capped; not-found is
+cached for a short TTL (a creation notifies and drops it). Entries and bytes are
+bounded, least recently used out first. Concurrent misses for one key make one read.
+When the registry cannot be reached, an expired row is served for up to
+``stale_max_s`` past its expiry (RFC 8767), and the registry is retried at most every
+``stale_recheck_s`` meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from protocol.codes import TTLType
+from protocol.valuecodec import decode_values
+from protocol.values import HandleValue
+from registry.errors import DatabaseUnavailable
+from registry.rows import RawRecord
+
+log = logging.getLogger("idnode.cache")
+
+# CPython cost of an entry beyond its payload (the OrderedDict node, the Entry, its
+# expiry, object headers), and of a kept reply beyond its payload (the map slot, the
+# reply object), measured with 1e5 entries: the byte bound tracks the RSS.
+ENTRY_OVERHEAD = 380
+REPLY_OVERHEAD = 220
+# More shapes than this per handle (index/type combinations) are answered, not cached:
+# a client cycling through filters must not grow one entry without bound.
+MAX_REPLIES_PER_ENTRY = 8
+
+
+class Kept(Protocol):
+    """A front's ready-to-send reply, kept against the entry it was built from."""
+
+    entry: Entry
+
+    def nbytes(self) -> int:
+        """Memory of its own (bytes shared with the entry, such as the values, excluded)."""
+        ...
+
+
+ReplyMap = dict[bytes, Any]  # shape -> Kept
+
+
+@dataclass(frozen=True, slots=True)
+class CachePolicy:
+    max_entries: int = 1_000_000
+    max_bytes: int = 768 << 20
+    ttl_cap_s: float = 600.0
+    negative_ttl_s: float = 5.0
+    stale_max_s: float = 3600.0
+    stale_recheck_s: float = 5.0
+
+
+class Entry:
+    """One handle as stored (or known absent), and the replies kept against it. It
+    reads like a ``RawRecord`` (``handle``, ``wire``, ``version``, ``decoded``): a million
+    of these are the cache, so there is no second object per row."""
+
+    __slots__ = ("expires", "handle", "key", "live", "replies", "version", "wire")
+
+    def __init__(self, key: str, raw: RawRecord | None, expires: float):
+        self.key = key
+        # Registered spellings are usually the key itself: share the string.
+        self.handle = key if raw is None or raw.handle == key else raw.handle
+        self.wire = raw.wire if raw is not None else None  # None: the handle does not exist
+        self.version = raw.version if raw is not None else 0
+        self.expires = expires  # monotonic seconds
+        self.live = True
+        # Flat (map, shape, map, shape...): a tuple of two costs less than a list of one
+        # pair, times a million entries.
+        self.replies: tuple[Any, ...] | None = None
+
+    @property
+    def raw(self) -> Entry | None:
+        return self if self.wire is not None else None
+
+    def decoded(self) -> tuple[HandleValue, ...]:
+        return decode_values(self.wire) if self.wire is not None else ()
+
+    def nbytes(self) -> int:
+        own = ENTRY_OVERHEAD + len(self.key) + len(self.wire or b"")
+        if self.handle is not self.key:
+            own += len(self.handle)
+        replies = self.replies or ()
+        for i in range(0, len(replies), 2):
+            kept = replies[i].get(replies[i + 1])
+            if kept is not None:
+                own += REPLY_OVERHEAD + len(replies[i + 1]) + kept.nbytes()
+        return own
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    raw: RawRecord | Entry | None
+    # The entry replies may be cached against; None when the answer must not be
+    # (served stale, read while incoherent, a poisoned read, TTL 0).
+    entry: Entry | None
+    stale: bool = False
+    values: tuple[HandleValue, ...] | None = None  # decoded already, on a fresh read
+
+    def decoded(self) -> tuple[HandleValue, ...]:
+        if self.values is not None:
+            return self.values
+        return self.raw.decoded() if self.raw is not None else ()
+
+
+class _Flight:
+    __slots__ = ("joins", "poisoned", "task")
+
+    def __init__(self) -> None:
+        self.task: asyncio.Task[Lookup] | None = None
+        self.poisoned = False
+        self.joins = 0
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    reads: int = 0  # registry reads made (misses minus single-flight joins)
+    joins: int = 0
+    evictions: int = 0
+    invalidations: int = 0
+    flushes: int = 0
+    stale_served: int = 0
+    negative_hits: int = 0
+
+
+class RecordCache:
+    def __init__(
+        self,
+        read: Callable[[str], Awaitable[RawRecord | None]],
+        policy: CachePolicy,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
+    ):
+        self._read = read
+        self.policy = policy
+        self.monotonic = monotonic
+        self.clock = clock  # wall clock, for values with an absolute TTL
+        self.entries: OrderedDict[str, Entry] = OrderedDict()
+        self.bytes = 0
+        self.coherent = False  # until the listener is connected
+        self.stats = CacheStats()
+        self._maps: dict[str, ReplyMap] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._down_until = 0.0  # registry failed: serve stale without asking until then
+        self._serving_stale = False
+        self._watchers: dict[str, list[asyncio.Future[None]]] = {}
+
+    # -- lookups -------------------------------------------------------------------
+
+    async def get(self, key: str) -> Lookup:
+        now = self.monotonic()
+        entry = self.entries.get(key)
+        if entry is not None and self.coherent and entry.expires > now:
+            self.entries.move_to_end(key)
+            self.stats.hits += 1
+            if entry.wire is None:
+                self.stats.negative_hits += 1
+            return Lookup(entry.raw, entry)
+        self.stats.misses += 1
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = self._flights[key] = _Flight()
+            flight.task = asyncio.get_running_loop().create_task(self._fill(key, flight))
+        else:
+            flight.joins += 1
+            self.stats.joins += 1
+        assert flight.task is not None
+        # shield: one caller giving up (a client timeout) must not cancel the others' read.
+        return await asyncio.shield(flight.task)
+
+    async def _fill(self, key: str, flight: _Flight) -> Lookup:
+        try:
+            if self.monotonic() < self._down_until:
+                stale = self._stale(key)
+                if stale is not None:
+                    return stale
+            self.stats.reads += 1
+            try:
+                raw = await self._read(key)
+            except DatabaseUnavailable as exc:
+                self._down_until = self.monotonic() + self.policy.stale_recheck_s
+                stale = self._stale(key)
+                if stale is None:
+                    raise
+                if not self._serving_stale:
+                    self._serving_stale = True
+                    log.warning(
+                        "registry unreachable (%s): serving cached records past their TTL "
+                        "for up to %.0f s",
+                        type(exc).__name__,
+                        self.policy.stale_max_s,
+                    )
+                return stale
+        finally:
+            del self._flights[key]
+        if self._serving_stale:
+            self._serving_stale = False
+            log.info("registry reachable again: stale answers stopped")
+        self._down_until = 0.0
+        values = raw.decoded() if raw is not None else None
+        if flight.poisoned or not self.coherent:
+            return Lookup(raw, None, values=values)
+        ttl = self._ttl(values)
+        if ttl <= 0:
+            self._drop(key)
+            return Lookup(raw, None, values=values)
+        # Not poisoned: no write to this key was heard of since the read began, so the
+        # row read is at least as new as any entry it replaces (an expired or stale one).
+        entry = self._insert(key, raw, ttl)
+        return Lookup(raw, entry, values=values)
+
+    def _stale(self, key: str) -> Lookup | None:
+        entry = self.entries.get(key)
+        if entry is None or self.monotonic() > entry.expires + self.policy.stale_max_s:
+            return None
+        self.stats.stale_served += 1
+        return Lookup(entry.raw, None, stale=True)
+
+    def _ttl(self, values: tuple[HandleValue, ...] | None) -> float:
+        if values is None:
+            return self.policy.negative_ttl_s
+        ttl = self.policy.ttl_cap_s
+        wall = None
+        for v in values:
+            if v.ttl_type == TTLType.ABSOLUTE:
+                wall = self.clock() if wall is None else wall
+                ttl = min(ttl, v.ttl - wall)
+            else:
+                ttl = min(ttl, v.ttl)
+        return ttl
+
+    # -- storing -------------------------------------------------------------------
+
+    def _insert(self, key: str, raw: RawRecord | None, ttl: float) -> Entry:
+        self._drop(key)
+        entry = Entry(key, raw, self.monotonic() + ttl)
+        self.entries[key] = entry
+        self.bytes += entry.nbytes()
+        self._evict()
+        return entry
+
+    def reply_map(self, front: str) -> ReplyMap:
+        """The map a front keeps its ready-to-send replies in: shape -> ``Kept``."""
+        return self._maps.setdefault(front, {})
+
+    def add_reply(self, replies: ReplyMap, shape: bytes, entry: Entry, reply: Kept) -> bool:
+        """Keep a reply built from ``entry`` (False: not kept). A reply is kept only
+        while its entry is the live one for its handle and the cache is coherent."""
+        if not entry.live or not self.coherent or shape in replies:
+            return False
+        if entry.replies is None:
+            entry.replies = (replies, shape)
+        elif len(entry.replies) >= 2 * MAX_REPLIES_PER_ENTRY:
+            return False
+        else:
+            entry.replies += (replies, shape)
+        reply.entry = entry
+        replies[shape] = reply
+        self.bytes += REPLY_OVERHEAD + len(shape) + reply.nbytes()
+        self._evict()
+        return entry.live
+
+    def touch(self, entry: Entry) -> None:
+        """A front served a reply from ``entry``: most recently used now."""
+        self.entries.move_to_end(entry.key)
+
+    def _evict(self) -> None:
+        p = self.policy
+        while self.entries and (len(self.entries) > p.max_entries or self.bytes > p.max_bytes):
+            _, entry = self.entries.popitem(last=False)
+            self._unlink(entry)
+            self.stats.evictions += 1
+
+    def _unlink(self, entry: Entry) -> None:
+        entry.live = False
+        self.bytes -= entry.nbytes()
+        replies = entry.replies
+        if replies:
+            for i in range(0, len(replies), 2):
+                replies[i].pop(replies[i + 1], None)
+
+    def _drop(self, key: str) -> bool:
+        entry = self.entries.pop(key, None)
+        if entry is None:
+            return False
+        self._unlink(entry)
+        return True
+
+    # -- coherence -----------------------------------------------------------------
+
+    def invalidate(self, key: str) -> None:
+        """A write to ``key`` committed: forget it, and do not let a read that started
+        before the write store its result."""
+        flight = self._flights.get(key)
+        if flight is not None:
+            flight.poisoned = True
+        if self._drop(key):
+            self.stats.invalidations += 1
+        watchers = self._watchers.pop(key, None)
+        if watchers:
+            for fut in watchers:
+                if not fut.done():
+                    fut.set_result(None)
+
+    def flush(self) -> None:
+        """Forget everything (notifications may have been lost)."""
+        for flight in self._flights.values():
+            flight.poisoned = True
+        for entry in self.entries.values():
+            entry.live = False
+        self.entries.clear()
+        for replies in self._maps.values():
+            replies.clear()
+        self.bytes = 0
+        self.stats.flushes += 1
+
+    def set_coherent(self, coherent: bool) -> None:
+        """Listener state. Losing it stops every front's hits at once (their replies
+        are dropped) and keeps rows only for serve-stale; regaining it (after a flush)
+        lets the cache fill again."""
+        self.coherent = coherent
+        if not coherent:
+            for flight in self._flights.values():
+                flight.poisoned = True
+            for entry in self.entries.values():
+                entry.replies = None
+            for replies in self._maps.values():
+                replies.clear()
+            self.bytes = sum(e.nbytes() for e in self.entries.values())
+
+    def invalidated(self, key: str) -> asyncio.Future[None]:
+        """A future done at the next invalidation of ``key`` (tests and the lag
+        benchmark wait on it instead of sleeping)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watchers.setdefault(key, []).append(fut)
+        return fut

@@ -1,0 +1,377 @@
+"""The write service: every handle write (CLI, HTTP, demo seed) goes through here.
+
+It validates what the registry does not know about (HS_SECKEY rules, record size after
+a partial update), replaces clear HS_SECKEY secrets with salted hashes
+(``node.auth.secrets``), lets the caller authorize against exactly the record that
+would be stored, and then calls ``Registry.put_handle`` / ``delete_handle``, which
+commit the change and its history row in one transaction before returning.
+
+HS_SECKEY rules (README "HTTP API"): a secret value is never publicly readable or
+writable: the public bits are cleared on write (the reference's own tools write
+"1100"); an empty secret is refused; data already in the hashed form (a record copied
+with ``handle get`` / ``handle put``) is kept as it is. A re-sent clear secret that
+matches the stored hash keeps the stored hash, so retrying a write is idempotent.
+
+Writes to one handle are serialized inside this process, and the registry refuses a
+write whose handle changed since it was authorized (``expected_version``), so the
+record a caller authorizes against is the record the write replaces, across processes.
+
+Signing (docs/signing.md, ``node.signing.signer``): with a signer, the service computes the whole
+record to be stored, adds a fresh HS_SIGNATURE (``protocol.recordsig.with_signature``)
+and hands the full signed record to the registry, so values and signature commit in one
+transaction. Signing before the registry stamps timestamps is sound: digests skip the
+index and timestamp. A re-sent record whose values (timestamps aside) equal the stored
+ones keeps the stored signature, so it stays "unchanged" rather than counting as a change
+because the new signature's ``iat`` differs. Removing values re-signs what remains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from node.auth.secrets import (
+    DEFAULT_ITERATIONS,
+    SecretFormatError,
+    hash_secret,
+    looks_hashed,
+    parse_hashed,
+    verify_secret,
+)
+from node.auth.verifier import is_seckey
+from node.runtime.metrics import NodeMetrics
+from protocol.certs import parse_claims
+from protocol.codes import Permission
+from protocol.errors import LocalProtocolError, ValueFormatError
+from protocol.handle import Handle
+from protocol.jose import SignatureError, jws_parse
+from protocol.jsonvalues import MAX_VALUES_PER_HANDLE
+from protocol.recordsig import is_signature, needs_cover
+from protocol.values import HandleValue
+from registry.errors import Conflict, NotFound
+from registry.rows import PutResult, Record
+from registry.store import Registry, unusable_prefix
+
+if TYPE_CHECKING:
+    from node.signing.signer import RecordSigner
+
+log = logging.getLogger("idnode.writes")
+
+PutCheck = Callable[[Record | None, tuple[HandleValue, ...]], Awaitable[None]]
+DeleteCheck = Callable[[Record], Awaitable[None]]
+
+
+class ValuesMissing(NotFound):
+    """The handle exists but lacks a value index the request names (RC 200)."""
+
+
+_PUBLIC_BITS = Permission.PUBLIC_READ | Permission.PUBLIC_WRITE
+
+
+def protect_secret(value: HandleValue) -> HandleValue:
+    """Apply the HS_SECKEY rules to one incoming value (others pass unchanged)."""
+    if not is_seckey(value):
+        return value
+    if not value.data:
+        raise ValueFormatError(f"value {value.index}: HS_SECKEY secret is empty")
+    if looks_hashed(value.data):
+        try:
+            parse_hashed(value.data)
+        except SecretFormatError as exc:
+            raise ValueFormatError(f"value {value.index}: {exc}") from None
+    return replace(value, permissions=value.permissions & ~_PUBLIC_BITS)
+
+
+def merged_record(
+    existing: Record | None, values: Sequence[HandleValue], only_indexes: frozenset[int] | None
+) -> tuple[HandleValue, ...]:
+    """The record as ``Registry.put_handle`` will store it (timestamps aside)."""
+    if existing is None or only_indexes is None:
+        out = list(values)
+    else:
+        out = [v for v in existing.values if v.index not in only_indexes]
+        out += [v for v in values if v.index in only_indexes]
+    return tuple(sorted(out, key=lambda v: v.index))
+
+
+def check_free(existing: Record, incoming: Sequence[HandleValue], indexes: frozenset[int]) -> None:
+    """Conflict unless every index in ``indexes`` is free in ``existing`` or already holds
+    the same value (timestamps aside)."""
+    held = {v.index: v for v in existing.values}
+    for value in incoming:
+        old = held.get(value.index)
+        if (
+            value.index in indexes
+            and old is not None
+            and replace(old, timestamp=0) != replace(value, timestamp=0)
+        ):
+            raise Conflict(f"handle {existing.handle} already has a value at index {value.index}")
+
+
+def _same_values(a: Sequence[HandleValue], b: Sequence[HandleValue]) -> bool:
+    """Equal apart from timestamps (which the registry sets)."""
+    key = sorted((replace(v, timestamp=0) for v in a), key=lambda v: v.index)
+    return key == sorted((replace(v, timestamp=0) for v in b), key=lambda v: v.index)
+
+
+class _KeyedLocks:
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+def _issuer_of(signature: HandleValue) -> str | None:
+    try:
+        return parse_claims(jws_parse(signature.data).payload).iss
+    except SignatureError:
+        return None
+
+
+class WriteService:
+    def __init__(
+        self,
+        registry: Registry,
+        metrics: NodeMetrics | None = None,
+        *,
+        secret_iterations: int = DEFAULT_ITERATIONS,
+        signer: RecordSigner | None = None,
+    ):
+        self.registry = registry
+        self.signer = signer
+        self.metrics = metrics
+        self.secret_iterations = secret_iterations
+        self._locks = _KeyedLocks()
+        # Called with the handle key once a change is committed: this node's own cache
+        # forgets it before the write is acknowledged (others hear it via NOTIFY).
+        self.on_commit: Callable[[str], None] = lambda key: None
+
+    async def put(
+        self,
+        handle: Handle,
+        values: Sequence[HandleValue],
+        *,
+        actor: str,
+        now: datetime,
+        source: str,
+        overwrite: bool = True,
+        only_indexes: frozenset[int] | None = None,
+        keep_timestamps: bool = False,
+        authorize: PutCheck | None = None,
+    ) -> PutResult:
+        """Create or change a handle. ``only_indexes``: add/replace just these indexes
+        of an existing handle (NotFound when it does not exist, as the reference's
+        ADD_VALUE). ``authorize`` sees the current record and the whole record to be
+        stored, and raises to refuse."""
+        incoming = [protect_secret(v) for v in values]
+        seen: set[int] = set()
+        for v in incoming:
+            if v.index in seen:
+                raise ValueFormatError(f"value {v.index}: index {v.index} appears more than once")
+            seen.add(v.index)
+        async with self._locks.hold(handle.key):
+            await self._check_prefix(handle)
+            existing = await self.registry.get_handle(handle.key)
+            if only_indexes is not None and existing is None:
+                raise NotFound(
+                    f"handle {handle.text} does not exist (index= only changes existing handles)"
+                )
+            merged = merged_record(existing, incoming, only_indexes)
+            if len(merged) > MAX_VALUES_PER_HANDLE:
+                raise ValueFormatError(
+                    f"the record would hold {len(merged)} values, over the limit of {MAX_VALUES_PER_HANDLE}"
+                )
+            if authorize is not None:
+                await authorize(existing, merged)  # before any hashing: refusals are cheap
+            if not overwrite and only_indexes is not None and existing is not None:
+                # Adding values: only an index already holding something else conflicts
+                # (RC 201, as the reference's ADD_VALUE); the same value again is a retry.
+                check_free(existing, incoming, only_indexes)
+                overwrite = True
+            prepared: Sequence[HandleValue] = await self._hash_secrets(incoming, existing)
+            signed = self._signed(
+                handle, merged_record(existing, prepared, only_indexes), existing, now
+            )
+            if signed is not None:  # the whole record: signature and values together
+                prepared, only_indexes = signed, None
+            # The version the permissions were checked against: a writer in another
+            # process that got in between makes this a Conflict, not a silent bypass.
+            result = await self.registry.put_handle(
+                handle,
+                prepared,
+                actor=actor,
+                now=now,
+                overwrite=overwrite,
+                only_indexes=only_indexes,
+                keep_timestamps=keep_timestamps,
+                expected_version=existing.version if existing is not None else 0,
+            )
+        if result.changed:
+            self.on_commit(handle.key)
+            action = "create" if result.created else "modify"
+            if self.metrics is not None:
+                self.metrics.writes.labels(action, source).inc()
+            log.info(
+                "%s %s by %s (version %d)",
+                action,
+                result.record.handle,
+                actor,
+                result.record.version,
+            )
+        return result
+
+    async def delete(
+        self,
+        handle: Handle,
+        *,
+        actor: str,
+        now: datetime,
+        source: str,
+        indexes: frozenset[int] | None = None,
+        authorize: DeleteCheck | None = None,
+    ) -> Record | None:
+        """Delete the handle, or only the given indexes (returns the new record then)."""
+        async with self._locks.hold(handle.key):
+            await self._check_prefix(handle)
+            existing = await self.registry.get_handle(handle.key)
+            if existing is None:
+                raise NotFound(f"handle {handle.text} does not exist")
+            if authorize is not None:
+                await authorize(existing)
+            missing = (indexes or frozenset()) - {v.index for v in existing.values}
+            if missing:
+                raise ValuesMissing(
+                    f"handle {existing.handle} has no value at index {min(missing)}"
+                )
+            remaining = tuple(v for v in existing.values if v.index not in (indexes or ()))
+            signed = self._signed(handle, remaining, existing, now) if indexes is not None else None
+            if signed is not None and any(not is_signature(v) for v in signed):
+                # Re-signed without the removed values, in the same transaction.
+                result = await self.registry.put_handle(
+                    handle, signed, actor=actor, now=now, expected_version=existing.version
+                )
+                record: Record | None = result.record
+            else:
+                record = await self.registry.delete_handle(
+                    handle, actor=actor, now=now, indexes=indexes, expected_version=existing.version
+                )
+        self.on_commit(handle.key)
+        action = "delete" if indexes is None else "modify"
+        if self.metrics is not None:
+            self.metrics.writes.labels(action, source).inc()
+        log.info(
+            "%s %s by %s", "delete" if indexes is None else "remove values of", handle.text, actor
+        )
+        return record
+
+    async def resign(self, handle: Handle, *, actor: str, now: datetime) -> str:
+        """Re-sign the stored record with the current key (``idnode resign``): one write
+        with ``expected_version``, so a concurrent write wins (and signs on its own).
+        Returns "resigned", "current" (already signed by the current key), "skipped"
+        (nothing this node signs), "conflict" or "gone"."""
+        ts = int(now.timestamp())
+        found = self.signer.issuer_for(handle.text, ts) if self.signer is not None else None
+        if self.signer is None or found is None:
+            return "skipped"
+        async with self._locks.hold(handle.key):
+            existing = await self.registry.get_handle(handle.key)
+            if existing is None:
+                return "gone"
+            if not any(needs_cover(v) for v in existing.values if not is_signature(v)):
+                return "skipped"
+            if any(is_signature(v) and _issuer_of(v) == found[0] for v in existing.values):
+                return "current"
+            signed = self.signer.sign(handle.text, existing.values, ts)
+            if signed is None:
+                return "skipped"
+            try:
+                await self.registry.put_handle(
+                    handle,
+                    tuple(sorted(signed, key=lambda v: v.index)),
+                    actor=actor,
+                    now=now,
+                    keep_timestamps=True,
+                    expected_version=existing.version,
+                )
+            except Conflict:
+                return "conflict"
+            self.on_commit(handle.key)
+        return "resigned"
+
+    async def _check_prefix(self, handle: Handle) -> None:
+        """Refuse a write under a prefix that is not registered or not enabled, naming
+        its status, before anyone is asked for permission on it (whose answer would
+        only be "not an admin of prefix ..."). The registry checks again, in the
+        write's transaction."""
+        prefix = await self.registry.get_prefix(handle.owning_prefix)
+        problem = unusable_prefix(
+            handle.owning_prefix, prefix.status if prefix is not None else None
+        )
+        if problem is not None:
+            raise problem
+
+    def _signed(
+        self, handle: Handle, values: Sequence[HandleValue], existing: Record | None, now: datetime
+    ) -> tuple[HandleValue, ...] | None:
+        """``values`` signed, or None when there is no signer or it does not sign ``handle``."""
+        if self.signer is None or self.signer.issuer_for(handle.text, int(now.timestamp())) is None:
+            return None
+        body = tuple(v for v in values if not is_signature(v))
+        if not any(needs_cover(v) for v in body):
+            return body  # nothing public to vouch for (and a public signature would be noise)
+        if existing is not None:
+            old_signatures = tuple(v for v in existing.values if is_signature(v))
+            old_body = tuple(v for v in existing.values if not is_signature(v))
+            if old_signatures and _same_values(body, old_body):
+                return tuple(sorted(body + old_signatures, key=lambda v: v.index))
+        try:
+            signed = self.signer.sign(handle.text, values, int(now.timestamp()))
+        except LocalProtocolError as exc:  # too many values for one HS_SIGNATURE
+            raise ValueFormatError(f"the record cannot be signed: {exc}") from None
+        if signed is None:
+            return None
+        if len(signed) > MAX_VALUES_PER_HANDLE:
+            raise ValueFormatError(
+                f"the record would hold {len(signed)} values with its HS_SIGNATURE, over the limit of {MAX_VALUES_PER_HANDLE}"
+            )
+        return tuple(sorted(signed, key=lambda v: v.index))
+
+    async def _hash_secrets(
+        self, values: Sequence[HandleValue], existing: Record | None
+    ) -> list[HandleValue]:
+        stored = {v.index: v for v in existing.values} if existing is not None else {}
+        out = []
+        for value in values:
+            if is_seckey(value) and not looks_hashed(value.data):
+                old = stored.get(value.index)
+                if (
+                    old is not None
+                    and is_seckey(old)
+                    and looks_hashed(old.data)
+                    and await asyncio.to_thread(verify_secret, value.data, old.data)
+                ):
+                    value = replace(value, data=old.data)  # same secret: keep its hash
+                else:
+                    digest = await asyncio.to_thread(
+                        hash_secret, value.data, self.secret_iterations
+                    )
+                    value = replace(value, data=digest)
+            out.append(value)
+        return out

@@ -4,20 +4,35 @@ Each body is a frozen dataclass with ``read(r)`` over a reader restricted to the
 and ``write(w)``. The request digest that RRDG replies start with (``RequestDigest``, defined here)
 is not part of them: it belongs to the message (``message.Message.digest``) so that an
 encoded reply body can be cached and reused across requests.
+
+The bodies of the admin opcodes (``admin``), of challenge answers (``authbodies``), of
+SESSION_SETUP (``sessionbodies``) and of the IDIS logins (``idis``) live in their own
+modules and are registered in the dispatch tables here.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from .admin import (
+    EmptyReply,
+    HandleListReply,
+    HandleReply,
+    HandleRequest,
+    RemoveValuesRequest,
+    ValuesRequest,
+)
+from .authbodies import ChallengeAnswer, VerifyChallengeReply, VerifyChallengeRequest
 from .codes import OpCode
 from .errors import LocalProtocolError, RemoteProtocolError
+from .idis import LoginIdSystemRequest, LoginRequest
+from .sessionbodies import SessionSetupReply, SessionSetupRequest
 from .structured import SiteInfo
-from .valuecodec import MIN_VALUE_BYTES, decode_value, encode_value
+from .valuecodec import read_values, write_values
 from .values import HandleValue
-from .wirebase import Reader, Writer
+from .wirebase import Reader, Writer, check_u32s
 
 # The handle the reference client puts in a GET_SITE_INFO request
 # (``Common.BLANK_HANDLE``; golden #13: body 00000001 2f).
@@ -67,30 +82,19 @@ class RequestDigest:
         return cls(hash_type, r.raw(DIGEST_BYTES[hash_type], "request digest"))
 
 
-def _read_values(r: Reader) -> tuple[HandleValue, ...]:
-    n = r.count("values", MIN_VALUE_BYTES)
-    return tuple(decode_value(r) for _ in range(n))
-
-
-def _write_values(w: Writer, values: tuple[HandleValue, ...]) -> None:
-    w.u32(len(values))
-    for v in values:
-        encode_value(w, v)
-
-
-def _check_u32s(what: str, items: tuple[int, ...]) -> None:
-    for i in items:
-        if not 0 <= i <= 0xFFFFFFFF:
-            raise LocalProtocolError(f"{what} {i} is outside 0..4294967295")
-
-
 @dataclass(frozen=True, slots=True)
 class ResolutionRequest:
-    """handle, u32 count + u32 indexes, u32 count + type strings; empty lists mean all."""
+    """handle, u32 count + u32 indexes, u32 count + type strings; empty lists mean all.
+
+    Bytes after a complete body are consumed and counted in ``trailing``, never written:
+    Teleinfo's id-pointer-sdk appends a 4-byte field after the type list and the
+    reference ignores it (docs/authentication.md, "IDIS SDK dialect").
+    """
 
     handle: str
     indexes: tuple[int, ...] = ()
     types: tuple[str, ...] = ()
+    trailing: int = field(default=0, compare=False)
 
     @classmethod
     def read(cls, r: Reader) -> ResolutionRequest:
@@ -99,10 +103,12 @@ class ResolutionRequest:
         indexes = tuple(r.u32("index") for _ in range(n))
         n = r.count("types", 4)
         types = tuple(r.utf8("type") for _ in range(n))
-        return cls(handle, indexes, types)
+        trailing = r.remaining()
+        r.raw(trailing, "trailing bytes")
+        return cls(handle, indexes, types, trailing)
 
     def write(self, w: Writer) -> None:
-        _check_u32s("requested index", self.indexes)
+        check_u32s("requested index", self.indexes)
         w.utf8(self.handle)
         w.u32(len(self.indexes))
         for i in self.indexes:
@@ -121,11 +127,11 @@ class ResolutionReply:
 
     @classmethod
     def read(cls, r: Reader) -> ResolutionReply:
-        return cls(r.utf8("handle"), _read_values(r))
+        return cls(r.utf8("handle"), read_values(r))
 
     def write(self, w: Writer) -> None:
         w.utf8(self.handle)
-        _write_values(w, self.values)
+        write_values(w, self.values)
 
 
 def resolution_reply_body(handle: str, encoded_values: bytes) -> bytes:
@@ -165,27 +171,37 @@ class ReferralReply:
     @classmethod
     def read(cls, r: Reader) -> ReferralReply:
         handle = r.utf8("referral handle")
-        values = None if r.at_end() else _read_values(r)
+        values = None if r.at_end() else read_values(r)
         return cls(handle, values)
 
     def write(self, w: Writer) -> None:
         w.utf8(self.handle)
         if self.values is not None:
-            _write_values(w, self.values)
+            write_values(w, self.values)
 
 
 @dataclass(frozen=True, slots=True)
 class ChallengeReply:
-    """RC 402: u32 length + nonce (RFC 3652 §3.5.1; the digest rides in the message)."""
+    """RC 402: u32 length + nonce (RFC 3652 §3.5.1; the digest rides in the message).
+
+    Replies below 2.1 have RRDG clear and carry the request's MD5 digest here instead,
+    as a second STR after the nonce (admin capture #4); ``challenge.challenge_reply``
+    chooses the form.
+    """
 
     nonce: bytes
+    legacy_digest: bytes | None = None
 
     @classmethod
     def read(cls, r: Reader) -> ChallengeReply:
-        return cls(r.blob("challenge nonce"))
+        nonce = r.blob("challenge nonce")
+        legacy = None if r.at_end() else r.blob("challenge request digest")
+        return cls(nonce, legacy)
 
     def write(self, w: Writer) -> None:
         w.blob(self.nonce)
+        if self.legacy_digest is not None:
+            w.blob(self.legacy_digest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,19 +255,62 @@ Body = (
     | ChallengeReply
     | SiteInfoRequest
     | SiteInfoReply
+    | ValuesRequest
+    | HandleRequest
+    | RemoveValuesRequest
+    | HandleReply
+    | EmptyReply
+    | HandleListReply
+    | ChallengeAnswer
+    | VerifyChallengeRequest
+    | VerifyChallengeReply
+    | SessionSetupRequest
+    | SessionSetupReply
+    | LoginIdSystemRequest
+    | LoginRequest
     | RawBody
 )
 BodyReader = Callable[[Reader], Body]
 
 # Dispatch tables: request bodies by opcode, success-reply bodies by opcode. Other
 # replies are chosen by response code in ``message``; anything unlisted is a RawBody.
+# The success reply to a challenge answer keeps the original request's opcode, so it is
+# found here too (docs/authentication.md, "Answer (opcode 200)").
 REQUEST_BODIES: dict[int, BodyReader] = {
     OpCode.RESOLUTION: ResolutionRequest.read,
     OpCode.GET_SITE_INFO: SiteInfoRequest.read,
+    OpCode.CREATE_HANDLE: ValuesRequest.read,
+    OpCode.DELETE_HANDLE: HandleRequest.read,
+    OpCode.ADD_VALUE: ValuesRequest.read,
+    OpCode.REMOVE_VALUE: RemoveValuesRequest.read,
+    OpCode.MODIFY_VALUE: ValuesRequest.read,
+    OpCode.LIST_HANDLES: HandleRequest.read,
+    OpCode.CHALLENGE_RESPONSE: ChallengeAnswer.read,
+    OpCode.VERIFY_RESPONSE: VerifyChallengeRequest.read,
+    OpCode.HOME_NA: HandleRequest.read,
+    OpCode.UNHOME_NA: HandleRequest.read,
+    OpCode.LIST_HOMED_NAS: HandleRequest.read,
+    OpCode.SESSION_SETUP: SessionSetupRequest.read,
+    OpCode.SESSION_TERMINATE: HandleRequest.read,
+    OpCode.LOGIN: LoginRequest.read,
+    OpCode.LOGIN_ID_SYSTEM: LoginIdSystemRequest.read,
 }
 SUCCESS_BODIES: dict[int, BodyReader] = {
     OpCode.RESOLUTION: ResolutionReply.read,
     OpCode.GET_SITE_INFO: SiteInfoReply.read,
+    OpCode.CREATE_HANDLE: HandleReply.read,
+    OpCode.DELETE_HANDLE: EmptyReply.read,
+    OpCode.ADD_VALUE: EmptyReply.read,
+    OpCode.REMOVE_VALUE: EmptyReply.read,
+    OpCode.MODIFY_VALUE: EmptyReply.read,
+    OpCode.LIST_HANDLES: HandleListReply.read,
+    OpCode.VERIFY_RESPONSE: VerifyChallengeReply.read,
+    OpCode.HOME_NA: EmptyReply.read,
+    OpCode.UNHOME_NA: EmptyReply.read,
+    OpCode.LIST_HOMED_NAS: HandleListReply.read,
+    OpCode.SESSION_SETUP: SessionSetupReply.read,
+    OpCode.SESSION_TERMINATE: EmptyReply.read,
+    OpCode.LOGIN_ID_SYSTEM: EmptyReply.read,
 }
 
 

@@ -63,6 +63,8 @@ class ResponseCode(enum.IntEnum):
     NEED_TO_REAUTHENTICATE = 503
     SESSION_NO_KEY = 504
     SESSION_INVALID = 505
+    # CAICT IDIS SDK extension: the credential check failed (docs/authentication.md).
+    CREDENTIAL_CHECK_FAILED = 3001
 
 
 class OpFlag(enum.IntFlag):

@@ -158,7 +158,7 @@ def signed_bytes(message: Message, *, session_counter: int | None = None) -> byt
     fields (``offset = writeInt(...)``, "painful bug"): we reproduce its bytes. The
     session counter defaults to the credential's signer index, where the reference
     carries it. (``AbstractMessage.signMessage(Signature)`` / ``verifyMessage``.)
-    HS_MAC below 2.7 mixes the key into the digest input and is not covered.
+    HS_MAC at 2.5/2.6 hashes its own buffer instead (``session.mac_message``).
     """
     env = message.envelope
     version = env.version

@@ -64,6 +64,18 @@ def decode_value(r: Reader) -> HandleValue:
     )
 
 
+def read_values(r: Reader) -> tuple[HandleValue, ...]:
+    """u32 count + values, inside a message body (resolution replies, admin requests)."""
+    n = r.count("values", MIN_VALUE_BYTES)
+    return tuple(decode_value(r) for _ in range(n))
+
+
+def write_values(w: Writer, values: tuple[HandleValue, ...]) -> None:
+    w.u32(len(values))
+    for v in values:
+        encode_value(w, v)
+
+
 def value_to_wire(v: HandleValue) -> bytes:
     w = Writer()
     encode_value(w, v)

@@ -11,10 +11,17 @@ import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .errors import RemoteProtocolError
+from .errors import LocalProtocolError, RemoteProtocolError
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
+
+
+def check_u32s(what: str, items: tuple[int, ...]) -> None:
+    """Refuse, before writing, integers a u32 field cannot carry."""
+    for i in items:
+        if not 0 <= i <= 0xFFFFFFFF:
+            raise LocalProtocolError(f"{what} {i} is outside 0..4294967295")
 
 
 class Reader:

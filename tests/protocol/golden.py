@@ -1,4 +1,5 @@
-"""Loader for tests/vectors/handle-golden.txt: exchanges captured from the reference.
+"""Loader for tests/vectors/handle-golden.txt (and, with its path, handle-admin-golden.txt:
+same line format; see ``admin_golden``): exchanges captured from the reference.
 
 Each exchange has its wire lines (direction, transport, bytes) and the capture tool's
 ``# decoded:`` comments, grouped per message into ``DecodedInfo`` (key=value fields of
@@ -95,7 +96,9 @@ def group_decoded(comments: list[str]) -> list[DecodedInfo]:
         cur.lines.append(text)
         if text.startswith("header "):
             cur.header = _kv(text)
-        elif text.startswith("body "):
+        elif text.startswith("body ") and not cur.body:
+            # The first body line; later ones ("body trailing 2 bytes", admin capture)
+            # stay in ``lines``.
             cur.body = text[len("body ") :]
             cur.fields = _kv(cur.body)
     return out

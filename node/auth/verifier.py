@@ -1,17 +1,15 @@
-"""Checking an ``index:handle`` + secret pair against the admin's HS_SECKEY values.
+"""Checking an ``index:handle`` + secret pair (HTTP Basic) against the admin's HS_SECKEY
+values, through the node's secret vault: a constant-time compare with the sealed
+secret, or for rows still in the older hashed form a PBKDF2 check off the event loop
+(``node.secrets.vault``). The admin handle must be held by this node's registry.
 
-The admin handle must be held by this node's registry (remote admins would need the
-reference's VERIFY_RESPONSE round trip, which a hashed secret cannot answer anyway).
-PBKDF2 runs in a thread, at most ``max_concurrent`` at once, so a flood of wrong
-passwords cannot starve the event loop. A successful check is remembered for
-``cache_ttl_s`` under a keyed digest of (admin, secret, stored hash): the hot path of a
-client that sends Basic credentials with every request costs one record read, not one
-PBKDF2. Changing the secret changes the stored hash and so misses the cache.
+A successful check is remembered for ``cache_ttl_s`` under a keyed digest of (admin,
+secret, stored data), so a client sending Basic credentials with every request costs
+one record read; changing the secret changes the stored data and misses the cache.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import os
@@ -19,31 +17,28 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from node.auth.identity import CredentialsRejected, Identity
-from node.auth.secrets import verify_secret
+from node.secrets.vault import SecretVault, is_seckey
 from protocol.handle import normalise
-from protocol.values import HandleValue
 from registry.store import Registry
 
-SECKEY_TYPE = "HS_SECKEY"
-
-
-def is_seckey(value: HandleValue) -> bool:
-    return value.type.upper() == SECKEY_TYPE
+# Secret keys one attempt may try (index 0 means "any"): a record cannot make one
+# anonymous request check an unbounded number.
+MAX_KEYS_TRIED = 8
 
 
 class SecretKeyVerifier:
     def __init__(
         self,
         registry: Registry,
+        vault: SecretVault,
         *,
         monotonic: Callable[[], float],
-        max_concurrent: int = 2,
         cache_ttl_s: float = 300.0,
         cache_size: int = 10_000,
     ):
         self.registry = registry
+        self.vault = vault
         self.monotonic = monotonic
-        self._slots = asyncio.Semaphore(max_concurrent)
         self._cache_ttl_s = cache_ttl_s
         self._cache_size = cache_size
         self._cache: OrderedDict[bytes, float] = OrderedDict()
@@ -81,6 +76,7 @@ class SecretKeyVerifier:
         if record is None:
             raise CredentialsRejected(failure, "unknown_admin")
         keys = [v for v in record.values if is_seckey(v) and (index == 0 or v.index == index)]
+        keys = keys[:MAX_KEYS_TRIED]
         if not keys:
             raise CredentialsRejected(failure, "no_secret_key")
         now = self.monotonic()
@@ -88,9 +84,7 @@ class SecretKeyVerifier:
             digest = self._digest(normalise(handle), value.index, secret, value.data)
             if self._cached(digest, now):
                 return Identity(record.handle, value.index, "basic")
-            async with self._slots:
-                ok = await asyncio.to_thread(verify_secret, secret, value.data)
-            if ok:
+            if await self.vault.matches(secret, value.data):
                 self._remember(digest, now)
                 return Identity(record.handle, value.index, "basic")
         raise CredentialsRejected(failure, "bad_secret")

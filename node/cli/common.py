@@ -14,6 +14,7 @@ import orjson
 
 from node.errors import NodeError
 from node.runtime.database import Database
+from node.secrets.vault import open_vault
 from node.settings import Settings
 from node.signing.signer import build_signer
 from node.writes.service import WriteService
@@ -46,11 +47,10 @@ def actor() -> str:
 
 
 def write_service(settings: Settings, db: Database) -> WriteService:
-    """The node's own write service: CLI writes are signed with the same key store."""
+    """The node's own write service: CLI writes are signed, and secrets sealed, with the
+    same key store."""
     signer = build_signer(settings, int(now().timestamp())) if settings.sign_records else None
-    return WriteService(
-        db.registry, secret_iterations=settings.secret_hash_iterations, signer=signer
-    )
+    return WriteService(db.registry, vault=open_vault(settings), signer=signer)
 
 
 def print_json(obj: Any) -> None:

@@ -4,13 +4,21 @@ node's own write service (HS_SECKEY rules, signing, history)."""
 from __future__ import annotations
 
 import argparse
+import getpass
+import sys
 from typing import Any
 
 from node.cli.common import AddCommand, UserError, actor, now, print_json, read_json, write_service
 from node.runtime.database import cli_database
+from node.secrets.vault import SECKEY_TYPE, shown
 from node.settings import Settings
+from protocol.codes import Permission
 from protocol.handle import parse_handle
 from protocol.jsonvalues import values_from_json, values_to_json
+from protocol.values import HandleValue
+
+# HS_SECKEY values are admin read/write only ("1100"), as the reference's tools write them.
+ADMIN_ONLY = Permission.ADMIN_READ | Permission.ADMIN_WRITE
 
 
 async def cmd_handle_get(settings: Settings, args: argparse.Namespace) -> int:
@@ -19,7 +27,7 @@ async def cmd_handle_get(settings: Settings, args: argparse.Namespace) -> int:
         record = await db.registry.get_handle(handle.key)
     if record is None:
         raise UserError(f"handle {handle.text} not found")
-    print_json(values_to_json(record.values))
+    print_json(values_to_json([shown(v) for v in record.values]))  # secrets never shown
     return 0
 
 
@@ -66,13 +74,50 @@ async def cmd_handle_history(settings: Settings, args: argparse.Namespace) -> in
                 "actor": e.actor,
                 "at": e.at.isoformat(),
                 "version": e.version,
-                "old": values_to_json(e.old_values) if e.old_values is not None else None,
-                "new": values_to_json(e.new_values) if e.new_values is not None else None,
+                "old": _json_values(e.old_values),
+                "new": _json_values(e.new_values),
             }
             for e in entries
         ]
     )
     return 0
+
+
+def _json_values(values: tuple[HandleValue, ...] | None) -> list[dict[str, object]] | None:
+    return None if values is None else values_to_json([shown(v) for v in values])
+
+
+async def cmd_handle_set_secret(settings: Settings, args: argparse.Namespace) -> int:
+    """Set (or replace) the HS_SECKEY at INDEX, read from a prompt or from stdin, never
+    from the command line (it would sit in the shell history and in ``ps``)."""
+    handle = parse_handle(args.handle)
+    secret = _read_secret()
+    value = HandleValue(args.index, SECKEY_TYPE, secret, permissions=int(ADMIN_ONLY))
+    async with cli_database(settings) as db:
+        result = await write_service(settings, db).put(
+            handle,
+            [value],
+            actor=actor(),
+            now=now(),
+            source="cli",
+            only_indexes=frozenset({args.index}),
+        )
+    what = "set" if result.changed else "unchanged (the same secret)"
+    print(f"{result.record.handle}: secret at index {args.index} {what}")
+    return 0
+
+
+def _read_secret() -> bytes:
+    if sys.stdin.isatty():
+        first = getpass.getpass("new secret: ")
+        if first != getpass.getpass("again: "):
+            raise UserError("the two secrets differ; nothing changed")
+        secret = first.encode()
+    else:
+        secret = sys.stdin.buffer.read().rstrip(b"\r\n")
+    if not secret:
+        raise UserError("the secret is empty; nothing changed")
+    return secret
 
 
 def add_commands(sub: Any, command: AddCommand) -> None:
@@ -98,3 +143,11 @@ def add_commands(sub: Any, command: AddCommand) -> None:
     p.add_argument("--page-size", type=int, default=1000)
     p = command("history", cmd_handle_history, "show a record's change history", hdl)
     p.add_argument("handle")
+    p = command(
+        "set-secret",
+        cmd_handle_set_secret,
+        "set the HS_SECKEY at INDEX of an existing handle (prompted, or read from stdin)",
+        hdl,
+    )
+    p.add_argument("handle")
+    p.add_argument("index", type=int, help="value index of the secret (300 by convention)")

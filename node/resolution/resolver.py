@@ -21,6 +21,7 @@ from node.resolution.outcomes import (
     ValuesNotFound,
 )
 from node.resolution.prefixes import ServedPrefixes
+from node.secrets.vault import is_seckey, shown
 from protocol.errors import HandleSyntaxError
 from protocol.handle import NA_PREFIX, Handle, normalise, parse_handle, prefix_ancestors
 from protocol.values import HandleValue, select_values
@@ -50,7 +51,8 @@ class Resolver:
         self.prefix_certs: Callable[[str], tuple[HandleValue, ...]] | None = None
 
     async def refresh_prefixes(self) -> None:
-        await self.served.update(await self.registry.list_prefixes())
+        rows = await self.registry.list_prefixes()
+        await self.served.update(rows, await self.registry.list_homed_prefixes())
 
     async def resolve(
         self,
@@ -94,6 +96,8 @@ class Resolver:
         values = select_values(stored, indexes, types)
         if public_only:
             values = [v for v in values if v.public_read]
+        # Secrets never leave the node, whoever may read the value (node.secrets.vault).
+        values = [shown(v) if is_seckey(v) else v for v in values]
         if not values:
             return ValuesNotFound(handle.text, entry)
         registered_as = record.handle if record is not None else handle.text

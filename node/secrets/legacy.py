@@ -1,24 +1,16 @@
-"""HS_SECKEY secrets at rest: salted PBKDF2 hashes, never the clear secret.
+"""The hashed form HS_SECKEY values were stored in before they were sealed (``vault``):
+salted PBKDF2. Read-only now: a hashed secret still checks an HTTP Basic password until
+its owner sets it again (``idnode handle set-secret``), but it cannot answer a native
+challenge, whose MAC needs the key itself (docs/authentication.md).
 
-Why our own form: the reference (Handle.Net 9, ``HandleServer.verifyChallenge``) keeps
-HS_SECKEY data in clear and passes it as the *key* of ``Util.doMac``; its PBKDF2 form
-(hash type 0x22 + salt + iterations + key length + MAC, ``Util.constructPbkdf2Encoding``)
-is the challenge *response* a client computes with a salt it picks, not a storage form.
-So there is no Handle v9 hashed-secret storage format to follow, and we store:
-
-    u8   0x00        marker: no text secret starts with NUL, so a stored hash is never
-                     mistaken for a clear secret (and a copied hash stays a hash)
+    u8   0x00        marker: no text secret starts with NUL
     u8   0x01        version: PBKDF2-HMAC-SHA256
     u32  iterations  big-endian, 1 .. MAX_ITERATIONS
     u32  salt length + salt bytes   (16 random bytes)
     u32  key length  + derived key  (32 bytes)
 
-The secret is hashed as the exact bytes the value held (UTF-8 of a "string" value, the
-decoded bytes of a "base64"/"hex" one), which is what an HTTP Basic password carries.
-Consequence (documented in README): a node cannot answer the native HS_SECKEY
-challenge-response for hashed secrets, since that MAC needs the clear key.
-
-Pure functions, no I/O; callers run them in a thread (hashlib releases the GIL).
+Pure functions, no I/O; callers run ``verify_secret`` in a thread (hashlib releases the
+GIL). ``hash_secret`` remains for tests that need rows of the old form.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ Layout of the key directory (mode 0700):
   <kid>.pem          PKCS#8 private key encrypted with the passphrase (mode 0600)
   <kid>.cert         the HS_CERT token certifying this key (from the trust root)
   root.pem           the embedded default's self-signed root key (encrypted, 0600)
+  secrets.key        the key HS_SECKEY values are sealed with in the registry (wrapped, 0600)
 
 The passphrase comes from an environment variable or a file, never from settings
 files or the command line, and is never logged. A key file readable by group or others
@@ -23,14 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from node.errors import NodeError
 from node.settings import Settings
 from protocol.jose import SIGNING_ALGS, SigningKey, alg_for_key
 
 INDEX = "keys.json"
+SECRETS_KEY_FILE = "secrets.key"
+_KEK_MAGIC = b"IDKEK1"
+_KEK_AAD = b"idnode secrets key"
 PASSPHRASE_ENV = "IDNODE_KEY_PASSPHRASE"
 PRIVATE_MODE = 0o600
 
@@ -210,6 +217,37 @@ class KeyStore:
             _write_private(path, self._encrypt(_GENERATORS[alg]()))
         key = self._load(path)
         return SigningKey(key, alg_for_key(key), "root")
+
+    # -- the secrets key (HS_SECKEY values at rest) ------------------------------------------
+
+    def secrets_key(self) -> bytes:
+        """The 256-bit key HS_SECKEY values are sealed with in the registry (made on first
+        use). It never enters the database: nodes sharing a registry share this key
+        directory, as they share the signing keys. On disk it is wrapped with AES-GCM
+        under a key derived from the passphrase (scrypt)."""
+        path = self.directory / SECRETS_KEY_FILE
+        if not path.exists():
+            self._prepare_dir()
+            salt, nonce, kek = (
+                secrets.token_bytes(16),
+                secrets.token_bytes(12),
+                secrets.token_bytes(32),
+            )
+            wrapped = AESGCM(self._wrapping_key(salt)).encrypt(nonce, kek, _KEK_AAD)
+            _write_private(path, _KEK_MAGIC + salt + nonce + wrapped)
+            return kek
+        _check_private(path, "secrets key file")
+        data = path.read_bytes()
+        if not data.startswith(_KEK_MAGIC) or len(data) != len(_KEK_MAGIC) + 16 + 12 + 48:
+            raise KeyStoreError(f"{path} is not an idnode secrets key file")
+        salt, nonce, wrapped = data[6:22], data[22:34], data[34:]
+        try:
+            return AESGCM(self._wrapping_key(salt)).decrypt(nonce, wrapped, _KEK_AAD)
+        except InvalidTag:
+            raise KeyStoreError(f"cannot decrypt {path}: wrong passphrase") from None
+
+    def _wrapping_key(self, salt: bytes) -> bytes:
+        return Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(self._passphrase)
 
 
 def open_key_store(settings: Settings, env: Mapping[str, str] | None = None) -> KeyStore:

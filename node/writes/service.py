@@ -1,16 +1,17 @@
-"""The write service: every handle write (CLI, HTTP, demo seed) goes through here.
+"""The write service: every handle write (CLI, HTTP, native admin, demo seed) goes
+through here.
 
 It validates what the registry does not know about (HS_SECKEY rules, record size after
-a partial update), replaces clear HS_SECKEY secrets with salted hashes
-(``node.auth.secrets``), lets the caller authorize against exactly the record that
-would be stored, and then calls ``Registry.put_handle`` / ``delete_handle``, which
-commit the change and its history row in one transaction before returning.
+a partial update), seals clear HS_SECKEY secrets (``node.secrets.vault``), lets the
+caller authorize against exactly the record that would be stored, and then calls
+``Registry.put_handle`` / ``delete_handle``, which commit the change and its history
+row in one transaction before returning.
 
-HS_SECKEY rules (README "HTTP API"): a secret value is never publicly readable or
+HS_SECKEY rules (README "Secrets"): a secret value is never publicly readable or
 writable: the public bits are cleared on write (the reference's own tools write
-"1100"); an empty secret is refused; data already in the hashed form (a record copied
-with ``handle get`` / ``handle put``) is kept as it is. A re-sent clear secret that
-matches the stored hash keeps the stored hash, so retrying a write is idempotent.
+"1100"); an empty secret is refused; a re-sent secret equal to the stored one keeps the
+stored value, so retrying a write is idempotent; a record written back as it was read
+(``SHOWN`` in place of the secret) keeps the secret it had.
 
 Writes to one handle are serialized inside this process, and the registry refuses a
 write whose handle changed since it was authorized (``expected_version``), so the
@@ -35,16 +36,9 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from node.auth.secrets import (
-    DEFAULT_ITERATIONS,
-    SecretFormatError,
-    hash_secret,
-    looks_hashed,
-    parse_hashed,
-    verify_secret,
-)
-from node.auth.verifier import is_seckey
 from node.runtime.metrics import NodeMetrics
+from node.secrets.legacy import looks_hashed
+from node.secrets.vault import SHOWN, SealedElsewhere, SecretVault, is_seckey, looks_sealed
 from protocol.certs import parse_claims
 from protocol.codes import Permission
 from protocol.errors import LocalProtocolError, ValueFormatError
@@ -55,7 +49,7 @@ from protocol.recordsig import is_signature, needs_cover
 from protocol.values import HandleValue
 from registry.errors import Conflict, NotFound
 from registry.rows import PutResult, Record
-from registry.store import Registry, unusable_prefix
+from registry.store import Registry, storage_prefixes, unusable_prefix
 
 if TYPE_CHECKING:
     from node.signing.signer import RecordSigner
@@ -74,16 +68,12 @@ _PUBLIC_BITS = Permission.PUBLIC_READ | Permission.PUBLIC_WRITE
 
 
 def protect_secret(value: HandleValue) -> HandleValue:
-    """Apply the HS_SECKEY rules to one incoming value (others pass unchanged)."""
+    """Apply the HS_SECKEY rules to one incoming value (others pass unchanged): never
+    empty, never publicly readable or writable."""
     if not is_seckey(value):
         return value
     if not value.data:
         raise ValueFormatError(f"value {value.index}: HS_SECKEY secret is empty")
-    if looks_hashed(value.data):
-        try:
-            parse_hashed(value.data)
-        except SecretFormatError as exc:
-            raise ValueFormatError(f"value {value.index}: {exc}") from None
     return replace(value, permissions=value.permissions & ~_PUBLIC_BITS)
 
 
@@ -151,13 +141,13 @@ class WriteService:
         registry: Registry,
         metrics: NodeMetrics | None = None,
         *,
-        secret_iterations: int = DEFAULT_ITERATIONS,
+        vault: SecretVault | None = None,
         signer: RecordSigner | None = None,
     ):
         self.registry = registry
         self.signer = signer
         self.metrics = metrics
-        self.secret_iterations = secret_iterations
+        self.vault = vault  # seals HS_SECKEY values; a write carrying a secret needs one
         self._locks = _KeyedLocks()
         # Called with the handle key once a change is committed: this node's own cache
         # forgets it before the write is acknowledged (others hear it via NOTIFY).
@@ -193,22 +183,21 @@ class WriteService:
                 raise NotFound(
                     f"handle {handle.text} does not exist (index= only changes existing handles)"
                 )
+            incoming = self._seal_secrets(incoming, existing)
             merged = merged_record(existing, incoming, only_indexes)
             if len(merged) > MAX_VALUES_PER_HANDLE:
                 raise ValueFormatError(
                     f"the record would hold {len(merged)} values, over the limit of {MAX_VALUES_PER_HANDLE}"
                 )
             if authorize is not None:
-                await authorize(existing, merged)  # before any hashing: refusals are cheap
+                await authorize(existing, merged)
             if not overwrite and only_indexes is not None and existing is not None:
                 # Adding values: only an index already holding something else conflicts
                 # (RC 201, as the reference's ADD_VALUE); the same value again is a retry.
                 check_free(existing, incoming, only_indexes)
                 overwrite = True
-            prepared: Sequence[HandleValue] = await self._hash_secrets(incoming, existing)
-            signed = self._signed(
-                handle, merged_record(existing, prepared, only_indexes), existing, now
-            )
+            prepared: Sequence[HandleValue] = incoming
+            signed = self._signed(handle, merged, existing, now)
             if signed is not None:  # the whole record: signature and values together
                 prepared, only_indexes = signed, None
             # The version the permissions were checked against: a writer in another
@@ -320,10 +309,11 @@ class WriteService:
         its status, before anyone is asked for permission on it (whose answer would
         only be "not an admin of prefix ..."). The registry checks again, in the
         write's transaction."""
-        prefix = await self.registry.get_prefix(handle.owning_prefix)
-        problem = unusable_prefix(
-            handle.owning_prefix, prefix.status if prefix is not None else None
-        )
+        for name in storage_prefixes(handle):
+            prefix = await self.registry.get_prefix(name)
+            if prefix is not None:
+                break
+        problem = unusable_prefix(name, prefix.status if prefix is not None else None)
         if problem is not None:
             raise problem
 
@@ -353,25 +343,41 @@ class WriteService:
             )
         return tuple(sorted(signed, key=lambda v: v.index))
 
-    async def _hash_secrets(
+    def _seal_secrets(
         self, values: Sequence[HandleValue], existing: Record | None
     ) -> list[HandleValue]:
+        """HS_SECKEY values in their stored form (``node.secrets.vault``): a clear secret
+        sealed, or the stored value kept when it holds that very secret (a retried write
+        stays unchanged); ``SHOWN`` (a record written back as it was read) keeps the
+        stored secret. Sealed or hashed data is accepted only as the value already stored
+        at that index: copying another record's protected secret is refused, and so is a
+        pre-hashed secret of a client's choosing (its iterations are a cost bomb)."""
         stored = {v.index: v for v in existing.values} if existing is not None else {}
         out = []
         for value in values:
-            if is_seckey(value) and not looks_hashed(value.data):
-                old = stored.get(value.index)
-                if (
-                    old is not None
-                    and is_seckey(old)
-                    and looks_hashed(old.data)
-                    and await asyncio.to_thread(verify_secret, value.data, old.data)
-                ):
-                    value = replace(value, data=old.data)  # same secret: keep its hash
-                else:
-                    digest = await asyncio.to_thread(
-                        hash_secret, value.data, self.secret_iterations
-                    )
-                    value = replace(value, data=digest)
+            if is_seckey(value):
+                value = self._sealed(value, stored.get(value.index))
             out.append(value)
         return out
+
+    def _sealed(self, value: HandleValue, old: HandleValue | None) -> HandleValue:
+        data = value.data
+        kept = old.data if old is not None and is_seckey(old) else None
+        if data == SHOWN or looks_sealed(data) or looks_hashed(data):
+            if kept is not None and data in (SHOWN, kept):
+                return replace(value, data=kept)
+            raise ValueFormatError(
+                f"value {value.index}: HS_SECKEY holds a protected form, not a secret; send the "
+                "secret itself (secrets are never shown, so a record read elsewhere cannot carry one)"
+            )
+        if self.vault is None:
+            raise ValueFormatError(
+                f"value {value.index}: this writer cannot store HS_SECKEY secrets"
+            )
+        if kept is not None and looks_sealed(kept):
+            try:
+                if self.vault.open(kept) == data:
+                    return replace(value, data=kept)
+            except SealedElsewhere:
+                pass
+        return replace(value, data=self.vault.seal(data))

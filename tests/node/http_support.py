@@ -224,3 +224,17 @@ def admin_value(prefix: str, index: int = 100) -> dict[str, Any]:
             "value": {"handle": f"{prefix}/ADMIN", "index": 300, "permissions": "111111111111"},
         },
     }
+
+
+async def all_record_bytes(url: str) -> bytes:
+    """Every byte of every handle record and history row."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch('SELECT "values" FROM handles')
+        hist = await conn.fetch("SELECT old_values, new_values FROM handle_history")
+    finally:
+        await conn.close()
+    out = b"".join(bytes(r["values"]) for r in rows)
+    return out + b"".join(
+        bytes(v) for r in hist for v in (r["old_values"], r["new_values"]) if v is not None
+    )

@@ -23,7 +23,7 @@ from node.fronts.http.reply import NO_STORE, Style, cache_control, json_bytes, r
 from node.fronts.http.services import HttpServices, services
 from node.resolution.outcomes import Found, PrefixReferral, ValuesNotFound
 from node.writes.service import ValuesMissing
-from protocol.codes import AdminPerm, Permission, TTLType
+from protocol.codes import Permission, TTLType
 from protocol.codes import ResponseCode as RC
 from protocol.errors import HandleSyntaxError, ValueFormatError
 from protocol.handle import Handle, normalise, parse_handle
@@ -152,24 +152,14 @@ async def _readable(
     values: tuple[HandleValue, ...],
     public_only: bool,
 ) -> list[HandleValue]:
-    """Public values, plus the admin-readable ones for an admin holding READ_VALUE on
-    the handle; a value readable by nobody is never sent."""
-    public = [v for v in values if v.permissions & PUBLIC_READ]
-    private = [v for v in values if not v.permissions & PUBLIC_READ and v.permissions & ADMIN_READ]
-    if public_only or not private or identity is None:
-        return public
-    admins = await svc.resolver.resolve(text, (), ("HS_ADMIN",), svc.clock())
-    own = admins.values if isinstance(admins, Found) else ()
-    admin_values = await svc.authorizer.handle_admin_values(own, parse_handle(text).owning_prefix)
     try:
-        await svc.authorizer.require(identity, int(AdminPerm.READ_VALUE), admin_values, text)
+        return await svc.authorizer.readable(identity, text, values, public_only=public_only)
     except Denied as exc:
         raise ApiError(
             exc.response_code,
             exc.message + " (add publicOnly=true for the public values)",
             handle=text,
         ) from None
-    return sorted(public + private, key=lambda v: v.index)
 
 
 # -- PUT ---------------------------------------------------------------------------------

@@ -1,111 +1,100 @@
-"""HS_SECKEY secrets are stored as salted PBKDF2 hashes by every writer (HTTP, CLI,
-demo seed), never in clear, never logged, never public; the stored form verifies."""
+"""HS_SECKEY secrets: sealed at rest by every writer (HTTP, CLI, demo seed) with a key kept
+outside the database, never shown to anyone (admins see that a secret is set), never
+logged, never public; older hashed rows still check a Basic password."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+from dataclasses import replace
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from node.app import Node
-from node.auth.secrets import (
-    DEFAULT_ITERATIONS,
-    MAX_ITERATIONS,
-    SecretFormatError,
-    hash_secret,
-    looks_hashed,
-    parse_hashed,
-    verify_secret,
-)
 from node.demo.dataset import ENTERPRISES
-from tests.node.cli.test_cli import MILL
-from tests.node.http_support import (
-    A,
-    Api,
-    StartNode,
-    admin_of,
-    basic,
-    db_state,
-)
-from tests.node.process_support import run_idnode
+from node.secrets.legacy import hash_secret, looks_hashed
+from node.secrets.vault import SHOWN, SealedElsewhere, SecretVault, looks_sealed
+from protocol.handle import normalise
+from protocol.valuecodec import decode_values, encode_values
+from tests.node.conftest import StartNode
+from tests.node.http_support import A, Api, admin_of, all_record_bytes, basic, db_state
+from tests.node.process_support import MILL, run_idnode
 
 PLAIN = "Plain-Secret-7f3e9a-never-stored"
+NEW_ADMIN = "88.118.2/MES-ADMIN"
+RECORD = [
+    {
+        "index": 100,
+        "type": "HS_ADMIN",
+        "data": {
+            "format": "admin",
+            "value": {"handle": NEW_ADMIN, "index": 300, "permissions": "111111111111"},
+        },
+    },
+    {"index": 300, "type": "HS_SECKEY", "data": PLAIN},  # default permissions: public!
+]
 
 
-async def _all_bytes(url: str) -> bytes:
-    """Every byte of every handle record and history row."""
+async def _stored_secret(url: str, handle: str, index: int = 300) -> bytes:
     conn = await asyncpg.connect(url)
     try:
-        rows = await conn.fetch('SELECT "values" FROM handles')
-        hist = await conn.fetch("SELECT old_values, new_values FROM handle_history")
+        raw = await conn.fetchval(
+            'SELECT "values" FROM handles WHERE handle_key = $1', normalise(handle)
+        )
     finally:
         await conn.close()
-    out = b"".join(bytes(r["values"]) for r in rows)
-    return out + b"".join(
-        bytes(v) for r in hist for v in (r["old_values"], r["new_values"]) if v is not None
-    )
+    return next(v.data for v in decode_values(raw) if v.index == index)
 
 
-def test_format_and_verification() -> None:
-    stored = hash_secret(b"s3cret", 1000)
-    assert looks_hashed(stored) and stored[:2] == b"\x00\x01"
-    parsed = parse_hashed(stored)
-    assert (parsed.iterations, len(parsed.salt), len(parsed.key)) == (1000, 16, 32)
-    assert verify_secret(b"s3cret", stored) and not verify_secret(b"s3cres", stored)
-    assert hash_secret(b"s3cret", 1000) != stored  # a fresh salt every time
-    assert not verify_secret(b"s3cret", b"s3cret")  # a clear stored secret never verifies
-    assert parse_hashed(hash_secret(b"x")).iterations == DEFAULT_ITERATIONS == 600_000
-    for broken in (stored[:-1], stored + b"\0", b"\x00\x01\xff\xff\xff\xff" + stored[6:]):
-        with pytest.raises(SecretFormatError):
-            parse_hashed(broken)
-    assert MAX_ITERATIONS == 5_000_000
+def test_sealing() -> None:
+    vault = SecretVault(b"k" * 32)
+    sealed = vault.seal(b"s3cret")
+    assert looks_sealed(sealed) and b"s3cret" not in sealed
+    assert vault.open(sealed) == b"s3cret" and vault.seal(b"s3cret") != sealed  # fresh nonce
+    assert vault.key_of(sealed) == b"s3cret"
+    with pytest.raises(SealedElsewhere):
+        SecretVault(b"x" * 32).open(sealed)
+    assert SecretVault(b"x" * 32).key_of(sealed) is None
+    assert vault.key_of(hash_secret(b"s3cret", 1000)) is None  # a hash cannot key a MAC
+    assert "k" * 8 not in repr(vault)
 
 
-async def test_http_write_hashes_forces_private_and_logs_nothing(
+async def test_http_write_seals_forces_private_shows_nothing_and_logs_nothing(
     api: Api, database_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    new_admin = "88.118.2/MES-ADMIN"
-    record = [
-        {
-            "index": 100,
-            "type": "HS_ADMIN",
-            "data": {
-                "format": "admin",
-                "value": {"handle": new_admin, "index": 300, "permissions": "111111111111"},
-            },
-        },
-        {"index": 300, "type": "HS_SECKEY", "data": PLAIN},  # default permissions: public!
-    ]
-    r = await api.put("/api/handles/" + new_admin, record, headers=admin_of(A))
+    r = await api.put("/api/handles/" + NEW_ADMIN, RECORD, headers=admin_of(A))
     assert r.status == 200
-    # Not public: an anonymous read does not see it.
-    assert [v["index"] for v in (await api.get("/api/handles/" + new_admin)).json["values"]] == [
+    # Not public: an anonymous read does not see it (100 HS_ADMIN, 400 HS_SIGNATURE).
+    assert [v["index"] for v in (await api.get("/api/handles/" + NEW_ADMIN)).json["values"]] == [
         100,
         400,
-    ]  # + HS_SIGNATURE
-    # The new admin authenticates with the plain secret it was given...
-    r = await api.get("/api/handles/" + new_admin, headers=basic(f"300:{new_admin}", PLAIN))
+    ]
+    # The new admin authenticates with the secret it was given...
+    me = basic(f"300:{NEW_ADMIN}", PLAIN)
+    r = await api.get("/api/handles/" + NEW_ADMIN, headers=me)
     seckey = next(v for v in r.json["values"] if v["index"] == 300)
-    assert seckey["permissions"] == "1100" and seckey["data"]["format"] == "base64"
-    # ...and what is stored is the hash, not the secret.
-    import base64
-
-    assert looks_hashed(base64.b64decode(seckey["data"]["value"]))
+    # ...and even it reads that a secret is set, not the secret nor its sealed form.
+    assert seckey["permissions"] == "1100"
+    assert PLAIN not in r.text and seckey["data"]["format"] == "base64"
+    assert base64.b64decode(seckey["data"]["value"]) == SHOWN
+    assert looks_sealed(await _stored_secret(database_url, NEW_ADMIN))
     # Its HS_ADMIN names only itself now: A is no longer an admin of it.
-    assert (await api.put("/api/handles/" + new_admin, record, headers=admin_of(A))).status == 403
-    # Re-sending the same secret keeps the same hash: no new version, no history row.
+    assert (await api.put("/api/handles/" + NEW_ADMIN, RECORD, headers=admin_of(A))).status == 403
+    # Re-sending the same secret, or writing back the record as read, changes nothing.
     state = await db_state(database_url)
-    me = basic(f"300:{new_admin}", PLAIN)
-    assert (await api.put("/api/handles/" + new_admin, record, headers=me)).status == 200
+    assert (await api.put("/api/handles/" + NEW_ADMIN, RECORD, headers=me)).status == 200
+    as_read = [v for v in r.json["values"] if v["type"] != "HS_SIGNATURE"]
+    assert (await api.put("/api/handles/" + NEW_ADMIN, as_read, headers=me)).status == 200
     assert await db_state(database_url) == state
+    assert (await api.get("/api/handles/" + NEW_ADMIN, headers=me)).status == 200  # secret kept
     # A wrong secret fails (and is not echoed or logged either).
-    assert (
-        await api.get("/api/handles/" + new_admin, headers=basic(f"300:{new_admin}", PLAIN + "x"))
-    ).status == 401
-    everything = await _all_bytes(database_url)
+    wrong = basic(f"300:{NEW_ADMIN}", PLAIN + "x")
+    assert (await api.get("/api/handles/" + NEW_ADMIN, headers=wrong)).status == 401
+    everything = await all_record_bytes(database_url)
     for ent in ENTERPRISES:  # the demo secrets too
         assert ent.admin_secret.encode() not in everything
     assert PLAIN.encode() not in everything
@@ -113,11 +102,63 @@ async def test_http_write_hashes_forces_private_and_logs_nothing(
     assert "300:88.118.2/MES-ADMIN" in caplog.text  # the logs do name the admin
 
 
-async def test_cli_put_hashes_secrets(database_url: str, tmp_path: object) -> None:
+async def test_protected_forms_are_not_secrets(api: Api, database_url: str) -> None:
+    """A client cannot plant a pre-hashed secret (its iterations are a cost bomb) or
+    copy another record's sealed one; ``SHOWN`` only keeps a secret already there."""
+    assert (await api.put("/api/handles/" + NEW_ADMIN, RECORD, headers=admin_of(A))).status == 200
+    sealed = await _stored_secret(database_url, NEW_ADMIN)
+    for data in (sealed, hash_secret(b"x", 5_000_000), SHOWN):
+        value = {
+            "index": 300,
+            "type": "HS_SECKEY",
+            "data": {"format": "base64", "value": base64.b64encode(data).decode()},
+        }
+        r = await api.put("/api/handles/88.118.2/COPY", [value], headers=admin_of(A))
+        assert (r.status, r.json["responseCode"]) == (400, 202), r.json
+        assert "protected form" in r.json["message"]
+
+
+async def test_a_hashed_row_still_checks_basic_until_set_again(
+    http_node: Node, api: Api, database_url: str
+) -> None:
+    """Rows from before sealing keep working for HTTP Basic; ``handle set-secret``
+    replaces them with a sealed secret (read from stdin, never an argument)."""
+    assert (await api.put("/api/handles/" + NEW_ADMIN, RECORD, headers=admin_of(A))).status == 200
+    conn = await asyncpg.connect(database_url)
+    try:
+        raw = await conn.fetchval(
+            'SELECT "values" FROM handles WHERE handle_key = $1', normalise(NEW_ADMIN)
+        )
+        old = [
+            replace(v, data=hash_secret(PLAIN.encode(), 1000)) if v.index == 300 else v
+            for v in decode_values(raw)
+        ]
+        await conn.execute(
+            'UPDATE handles SET "values" = $2 WHERE handle_key = $1',
+            normalise(NEW_ADMIN),
+            encode_values(tuple(old)),
+        )
+    finally:
+        await conn.close()
+    assert looks_hashed(await _stored_secret(database_url, NEW_ADMIN))
+    me = basic(f"300:{NEW_ADMIN}", PLAIN)
+    assert (await api.get("/api/handles/" + NEW_ADMIN + "?auth=true", headers=me)).status == 200
+    result = run_idnode(
+        "handle", "set-secret", NEW_ADMIN, "300", "--database-url", database_url,
+        "--data-dir", str(http_node.settings.data_dir), input="a-new-secret\n",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "a-new-secret" not in result.stdout + result.stderr
+    assert looks_sealed(await _stored_secret(database_url, NEW_ADMIN))
+    assert (await api.get("/api/handles/" + NEW_ADMIN + "?auth=true", headers=me)).status == 401
+    again = basic(f"300:{NEW_ADMIN}", "a-new-secret")
+    assert (await api.get("/api/handles/" + NEW_ADMIN + "?auth=true", headers=again)).status == 200
+
+
+async def test_cli_put_seals_secrets_and_get_shows_none(database_url: str, tmp_path: Path) -> None:
     env = {
         "IDNODE_DATABASE_URL": database_url,
-        "IDNODE_SECRET_HASH_ITERATIONS": "1000",
-        "IDNODE_DATA_DIR": str(tmp_path) + "/data",  # signing keys of CLI writes go here
+        "IDNODE_DATA_DIR": str(tmp_path / "data"),  # signing and secrets keys of CLI writes go here
     }
     for args in (
         ["enterprise", "add", "--name", "盛泽示例丝绸", "--credit-code", MILL],
@@ -127,17 +168,21 @@ async def test_cli_put_hashes_secrets(database_url: str, tmp_path: object) -> No
     body = json.dumps([{"index": 300, "type": "HS_SECKEY", "data": PLAIN}])
     result = run_idnode("handle", "put", "88.118.2/CLI-ADMIN", "-f", "-", env=env, input=body)
     assert result.returncode == 0, result.stderr
-    assert PLAIN.encode() not in await _all_bytes(database_url)
+    assert PLAIN.encode() not in await all_record_bytes(database_url)
     got = json.loads(run_idnode("handle", "get", "88.118.2/CLI-ADMIN", env=env).stdout)
     assert got[0]["permissions"] == "1100" and got[0]["data"]["format"] == "base64"
-    # get | put copies the hash as it is (it is already in the stored form).
+    assert base64.b64decode(got[0]["data"]["value"]) == SHOWN
+    # get | put onto the same handle keeps the secret; onto another it is refused.
+    same = run_idnode(
+        "handle", "put", "88.118.2/CLI-ADMIN", "-f", "-", env=env, input=json.dumps(got)
+    )
+    assert same.returncode == 0 and "unchanged" in same.stdout, same.stderr
     copy = run_idnode(
         "handle", "put", "88.118.2/CLI-ADMIN-2", "-f", "-", env=env, input=json.dumps(got)
     )
-    assert copy.returncode == 0, copy.stderr
-    again = json.loads(run_idnode("handle", "get", "88.118.2/CLI-ADMIN-2", env=env).stdout)
-    assert again[0]["data"] == got[0]["data"]
-    assert run_idnode("handle", "delete", "88.118.2/CLI-ADMIN-2", env=env).returncode == 0
+    assert copy.returncode == 1 and "protected form" in copy.stderr
+    history = run_idnode("handle", "history", "88.118.2/CLI-ADMIN", env=env)
+    assert history.returncode == 0 and PLAIN not in history.stdout
 
 
 async def test_demo_reseed_changes_nothing(start_http_node: StartNode, database_url: str) -> None:

@@ -83,6 +83,16 @@ def _prefix(row: Any) -> Prefix:
     )
 
 
+def storage_prefixes(handle: Handle) -> tuple[str, ...]:
+    """The registered prefix a handle is kept under, in the order to look: its own; and
+    for a derived prefix record 0.NA/X.Y without a registration of its own, its parent
+    X, whose admins create it (docs/authentication.md, "Admin operations")."""
+    prefix = handle.owning_prefix
+    if handle.is_prefix_record and "." in prefix:
+        return prefix, prefix.rsplit(".", 1)[0]
+    return (prefix,)
+
+
 def unusable_prefix(prefix: str, status: PrefixStatus | None) -> UnknownPrefix | None:
     """Why handles under ``prefix`` cannot be written, naming its status; None if they can."""
     if status is None:
@@ -192,6 +202,29 @@ class Registry:
         ):
             raise NotFound(f"prefix {prefix} is not registered")
 
+    # -- homed prefixes (native HOME_NA / UNHOME_NA) ------------------------------
+
+    @translated
+    async def home_prefix(self, prefix: str, actor: str, now: datetime) -> bool:
+        """Home ``prefix`` here; False when it already was."""
+        try:
+            parse_prefix(prefix)
+        except HandleSyntaxError as exc:
+            raise RegistryError(str(exc)) from None
+        return (
+            await self.pool.fetchval(q("home_prefix"), normalise(prefix), prefix, actor, now)
+            is not None
+        )
+
+    @translated
+    async def unhome_prefix(self, prefix: str) -> bool:
+        """Unhome ``prefix``; False when it was not homed."""
+        return await self.pool.fetchval(q("unhome_prefix"), normalise(prefix)) is not None
+
+    @translated
+    async def list_homed_prefixes(self) -> list[str]:
+        return [r["prefix"] for r in await self.pool.fetch(q("list_homed_prefixes"))]
+
     # -- handles -----------------------------------------------------------------
 
     @translated
@@ -217,14 +250,15 @@ class Registry:
         return RawRecord(row[0], row[1], row[2])
 
     async def _check_prefix(self, conn: Conn, handle: Handle) -> str:
-        prefix_key = normalise(handle.owning_prefix)
-        status = await conn.fetchval(q("prefix_for_write"), prefix_key)
-        problem = unusable_prefix(
-            handle.owning_prefix, None if status is None else PrefixStatus(status)
-        )
+        candidates = storage_prefixes(handle)
+        for prefix in candidates:
+            status = await conn.fetchval(q("prefix_for_write"), normalise(prefix))
+            if status is not None:
+                break
+        problem = unusable_prefix(prefix, None if status is None else PrefixStatus(status))
         if problem is not None:
             raise problem
-        return prefix_key
+        return normalise(prefix)
 
     @translated
     async def put_handle(

@@ -29,6 +29,9 @@ from node.auth import (
     SessionStore,
     parse_admin_list,
 )
+from node.auth.native.answers import AnswerChecker
+from node.auth.native.remote import HomeServerCheck
+from node.auth.native.sessions import NativeSessions
 from node.demo.seed import seed_demo
 from node.errors import PortUnavailable
 from node.fronts.health import health_app
@@ -37,6 +40,8 @@ from node.fronts.http.app import Extension
 from node.fronts.http.hot import HotReplies
 from node.fronts.http.page.routes import page_routes
 from node.fronts.http.sessions import session_routes
+from node.fronts.native.admin import NativeAdmin
+from node.fronts.native.auth import NativeAuth
 from node.fronts.native.handler import NativeHandler
 from node.fronts.native.server import NativeServer
 from node.resolution.cache.listener import InvalidationListener
@@ -49,11 +54,17 @@ from node.runtime.database import Database, node_database
 from node.runtime.loop import tune_gc
 from node.runtime.metrics import NodeMetrics
 from node.runtime.tls import server_ssl_context
+from node.secrets.vault import SecretVault, open_vault
 from node.settings import Settings
 from node.signing.signer import RecordSigner, build_signer
 from node.signing.trust import trust_roots
 from node.writes.service import WriteService
+from protocol.challenge import SeckeyForm
 from protocol.keys import PublicKey
+
+# Secret-key answer forms built on MD5 (docs/authentication.md), refused when
+# native_accept_md5 is false.
+MD5_FORMS = frozenset({SeckeyForm.MD5_OLD, SeckeyForm.MD5})
 
 log = logging.getLogger("idnode.node")
 T = TypeVar("T")
@@ -91,6 +102,11 @@ class Node:
         self.clock = clock
         self.monotonic = monotonic  # rate-limit windows and caches; tests step it
         self.metrics = NodeMetrics(CollectorRegistry(), __version__, settings.role)
+        # Failed authentications per client address, counted across the HTTP and native
+        # fronts alike: an address cannot double its guesses by switching protocol.
+        self.auth_limiter = FailureLimiter(
+            settings.http_auth_max_failures, settings.http_auth_failure_window_s
+        )
         self._stack = AsyncExitStack()
         self.db: Database | None = None
         self.resolver: Resolver | None = None
@@ -99,6 +115,9 @@ class Node:
         self.site: Site | None = None
         self.native: NativeServer | None = None
         self.writes: WriteService | None = None
+        self.vault: SecretVault | None = None
+        self.authorizer: Authorizer | None = None
+        self.native_auth: NativeAuth | None = None
         self.signer: RecordSigner | None = None
         self.http_port: int | None = None
         self.http: HttpServices | None = None
@@ -124,11 +143,9 @@ class Node:
             if s.sign_records:
                 # Key files are decrypted once here (blocking), never per write.
                 await self.reload_signer()
+            self.vault = await asyncio.to_thread(open_vault, s)  # unwraps the secrets key once
             self.writes = WriteService(
-                self.db.registry,
-                self.metrics,
-                secret_iterations=s.secret_hash_iterations,
-                signer=self.signer,
+                self.db.registry, self.metrics, vault=self.vault, signer=self.signer
             )
             if self.cache is not None:
                 self.writes.on_commit = self.cache.invalidate
@@ -242,7 +259,14 @@ class Node:
             Site.create, s, handle_port=s.handle_port, http_port=self.http_port
         )
         handler = NativeHandler(
-            self.resolver, site, self.metrics, clock=self.clock, cache=self.cache
+            self.resolver,
+            site,
+            self.metrics,
+            clock=self.clock,
+            cache=self.cache,
+            auth=self._native_auth(lambda: handler.site),
+            admin=self._native_admin(),
+            authorizer=self.authorizer,
         )
         self.handler = handler
         native = NativeServer(
@@ -273,11 +297,51 @@ class Node:
                 site_address(s),
             )
 
+    def _native_auth(self, site: Callable[[], Site]) -> NativeAuth:
+        s = self.settings
+        assert self.db is not None and self.vault is not None and self.resolver is not None
+        forms = None if s.native_accept_md5 else frozenset(SeckeyForm) - MD5_FORMS
+        checker = AnswerChecker(
+            self.db.registry,
+            self.vault,
+            seckey_forms=forms,
+            max_pbkdf2_iterations=s.native_max_pbkdf2_iterations,
+            remote=HomeServerCheck(
+                self.resolver, timeout_s=s.native_home_verify_timeout_s, clock=self.clock
+            ),
+        )
+        sessions = NativeSessions(
+            max_sessions=s.native_sessions_max,
+            max_lifetime_s=s.native_session_lifetime_s,
+            idle_timeout_s=s.native_session_idle_timeout_s,
+        )
+        self.native_auth = NativeAuth(
+            self.db.registry,
+            self.vault,
+            checker,
+            site,
+            challenge_timeout_s=s.native_auth_timeout_s,
+            sessions=sessions,
+            login_lifetime_s=s.native_login_lifetime_s,
+            monotonic=self.monotonic,
+            limiter=self.auth_limiter,
+            rate_limited=self.metrics.auth_rate_limited.labels("native").inc,
+        )
+        return self.native_auth
+
+    def _native_admin(self) -> NativeAdmin:
+        assert self.db is not None and self.resolver is not None
+        assert self.writes is not None and self.authorizer is not None
+        return NativeAdmin(
+            self.db.registry, self.resolver.served, self.writes, self.authorizer, self.now
+        )
+
     async def _start_http(self, ssl_context: ssl.SSLContext | None) -> None:
         s = self.settings
         assert self.db is not None and self.resolver is not None and self.writes is not None
         registry = self.db.registry
-        verifier = SecretKeyVerifier(registry, monotonic=self.monotonic)
+        assert self.vault is not None
+        verifier = SecretKeyVerifier(registry, self.vault, monotonic=self.monotonic)
         self.sessions = SessionStore(s.http_sessions_max, s.http_session_idle_timeout_s)
         chain = AuthChain(
             [
@@ -285,12 +349,12 @@ class Node:
                 ClientCertScheme(registry, enabled=s.tls_client_ca_file is not None),
                 SessionScheme(self.sessions, ChallengeVerifier(registry), monotonic=self.monotonic),
             ],
-            FailureLimiter(s.http_auth_max_failures, s.http_auth_failure_window_s),
+            self.auth_limiter,
             self.metrics,
             plain_policy=s.http_plain_credentials,
             monotonic=self.monotonic,
         )
-        authorizer = Authorizer(self.resolver, parse_admin_list(s.server_admins))
+        authorizer = self.authorizer = Authorizer(self.resolver, parse_admin_list(s.server_admins))
         self.http = HttpServices(
             s,
             self.resolver,

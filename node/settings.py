@@ -178,13 +178,6 @@ def _admins(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _iterations(value: Any) -> int:
-    n = _int(value)
-    if not 1_000 <= n <= 5_000_000:
-        raise ValueError("must be between 1000 and 5000000")
-    return n
-
-
 def _setting(parse: Callable[[Any], Any], doc: str, default: Any = None, **kw: Any) -> Any:
     meta = {"parse": parse, "doc": doc}
     if "default_factory" in kw:
@@ -229,7 +222,8 @@ class Settings:
     )
     http_auth_max_failures: int = _setting(
         _positive_int,
-        "Failed authentications one client address may make per window before it gets 429.",
+        "Failed authentications one client address may make per window, over HTTP and the "
+        "native protocol together, before it is refused (HTTP 429, native RC 403).",
         10,
     )
     http_auth_failure_window_s: float = _setting(
@@ -262,11 +256,6 @@ class Settings:
         "Comma-separated INDEX:HANDLE admins holding every permission on every handle "
         "(e.g. 300:88.118/ADMIN); their HS_SECKEY must be in this node's registry.",
         (),
-    )
-    secret_hash_iterations: int = _setting(
-        _iterations,
-        "PBKDF2-HMAC-SHA256 iterations for newly stored HS_SECKEY secrets (1000-5000000).",
-        600_000,
     )
     admin_port: int = _setting(
         _port, "Health and metrics port (/healthz, /readyz, /metrics).", 9100
@@ -301,6 +290,48 @@ class Settings:
     )
     tcp_idle_timeout_s: float = _setting(
         _positive_float, "A native TCP connection idle this long is closed, in seconds.", 30.0
+    )
+    native_auth_timeout_s: float = _setting(
+        _positive_float,
+        "A native challenge (RC 402) must be answered within this many seconds (later: RC 405).",
+        20.0,
+    )
+    native_sessions_max: int = _setting(
+        _positive_int,
+        "Native sessions (opcode 400) kept at once; the least recently used go first.",
+        10_000,
+    )
+    native_session_lifetime_s: float = _setting(
+        _positive_float,
+        "Longest a native session lives, in seconds, whatever timeout its client asks for.",
+        86_400.0,
+    )
+    native_session_idle_timeout_s: float = _setting(
+        _positive_float, "A native session unused this long ends, in seconds.", 3_600.0
+    )
+    native_login_lifetime_s: float = _setting(
+        _positive_float,
+        "How long an IDIS SDK login (opcode 2000/2001) lasts on its connection, in seconds "
+        "(then RC 407: log in again).",
+        86_400.0,
+    )
+    native_accept_md5: bool = _setting(
+        _bool,
+        "Accept secret-key challenge answers in the MD5 forms old clients send (the reference "
+        "accepts every form at every version); false refuses them.",
+        True,
+    )
+    native_max_pbkdf2_iterations: int = _setting(
+        _positive_int,
+        "Most PBKDF2 iterations a client's secret-key answer may ask the node to compute "
+        "(the reference client uses 10,000).",
+        100_000,
+    )
+    native_home_verify_timeout_s: float = _setting(
+        _positive_float,
+        "How long to wait for the home server of an identity held elsewhere to verify a "
+        "challenge answer (opcode 201), in seconds.",
+        5.0,
     )
     cache_enabled: bool = _setting(
         _bool,

@@ -27,9 +27,9 @@ from node.auth.permissions import (
 )
 from node.resolution.outcomes import Found
 from node.resolution.resolver import Resolver
-from protocol.codes import AdminPerm, ResponseCode
+from protocol.codes import AdminPerm, Permission, ResponseCode
 from protocol.errors import ProtocolError
-from protocol.handle import Handle, normalise
+from protocol.handle import Handle, normalise, parse_handle
 from protocol.structured import AdminRef, decode_admin, decode_vlist
 from protocol.values import HandleValue
 from registry.rows import Record
@@ -83,6 +83,10 @@ class Authorizer:
         self.max_group_depth = max_group_depth
 
     # -- who holds what -----------------------------------------------------------------
+
+    async def is_server_admin(self, identity: Identity) -> bool:
+        """One of the ``server_admins`` (or a member of a group they name)."""
+        return await self._any_match(identity, self.server_admins)
 
     async def granted(self, identity: Identity, admin_values: Sequence[HandleValue]) -> int:
         """Union of the permission bits ``identity`` holds through ``admin_values``."""
@@ -189,13 +193,10 @@ class Authorizer:
     ) -> None:
         """Check a write of ``merged`` (the whole record as it would be stored)."""
         self.refuse_node_records(handle)
-        if existing is None:
-            await self.require_on_prefix(identity, AdminPerm.ADD_HANDLE, handle.owning_prefix)
-            return
-        if not overwrite and not partial:
+        if existing is None or (not overwrite and not partial):
             # Create-only on an existing handle: an identical record is a retried create
             # (success), anything else a conflict; both only for who may create here.
-            await self.require_on_prefix(identity, AdminPerm.ADD_HANDLE, handle.owning_prefix)
+            await self.require_on_prefix(identity, *_right_to_create(handle))
             return
         try:
             need = perms_for_change(existing.values, merged)
@@ -230,6 +231,33 @@ class Authorizer:
                 "from the node's settings and the prefix's registration); it cannot be written",
             )
 
+    async def readable(
+        self,
+        identity: Identity | None,
+        handle: str,
+        values: Sequence[HandleValue],
+        *,
+        public_only: bool,
+    ) -> list[HandleValue]:
+        """What ``identity`` may be sent of ``values`` (from ``handle``): the public ones,
+        plus the admin-readable ones for an admin holding READ_VALUE on the handle;
+        a value readable by nobody is never sent. Denied when the caller asked for more
+        than public values and may not read them (the reference answers so too)."""
+        public = [v for v in values if v.permissions & Permission.PUBLIC_READ]
+        private = [
+            v
+            for v in values
+            if not v.permissions & Permission.PUBLIC_READ and v.permissions & Permission.ADMIN_READ
+        ]
+        if public_only or not private or identity is None:
+            return public
+        own = await self.resolver.resolve(handle, (), ("HS_ADMIN",))
+        admin_values = await self.handle_admin_values(
+            own.values if isinstance(own, Found) else (), parse_handle(handle).owning_prefix
+        )
+        await self.require(identity, int(AdminPerm.READ_VALUE), admin_values, handle)
+        return sorted(public + private, key=lambda v: v.index)
+
     async def may_read_private(
         self, identity: Identity, admin_values: Sequence[HandleValue]
     ) -> bool:
@@ -237,3 +265,12 @@ class Authorizer:
 
     async def authorize_list(self, identity: Identity, prefix: str) -> None:
         await self.require_on_prefix(identity, AdminPerm.LIST_HANDLES, prefix)
+
+
+def _right_to_create(handle: Handle) -> tuple[int, str]:
+    """ADD_HANDLE on the handle's prefix; for a derived prefix record ``0.NA/X.Y``,
+    ADD_NA on its parent X (docs/authentication.md, "Admin operations")."""
+    prefix = handle.owning_prefix
+    if handle.is_prefix_record and "." in prefix:
+        return int(AdminPerm.ADD_NA), prefix.rsplit(".", 1)[0]
+    return int(AdminPerm.ADD_HANDLE), prefix

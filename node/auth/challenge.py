@@ -10,16 +10,13 @@ where ``nonce_bytes`` is the session's nonce (sent base64 in the session reply) 
 base64. ``type`` is HS_PUBKEY; ``id`` is ``index:handle`` (index 0: any HS_PUBKEY value
 of the handle, the one that verifies becomes the identity's index, as the reference).
 
-HS_SECKEY answers are refused with 403. Every form the reference accepts for them needs
-the clear secret: alg SHA1/SHA256 is a hash of ``key || nonce || cnonce || key``
-(``Util.doMac``), HMAC-SHA1/256 is keyed with the secret, and PBKDF2-HMAC-SHA1 derives
-the MAC key from the secret with a salt and iteration count the *client* chooses
-(``doPbkdf2HmacSHA1`` with random salt, 10,000 iterations). This node keeps secrets only
-as PBKDF2-HMAC-SHA256 hashes (``secrets.py``), so it can check none of them. A scheme
-where the client MACs with our stored derived key would make that stored hash a
-password-equivalent (a database leak would then log anyone in) and no Handle.Net
-client speaks it. Secret-key holders get a session another way: ``POST /api/sessions``
-with HTTP Basic creates it authenticated (the reference's session servlet does the same).
+HS_SECKEY answers are refused with 403. The node could check them (secrets are sealed,
+not hashed: node.secrets.vault), but how a REST client carries the secret-key forms
+(the hash of ``key || nonce || cnonce || key``, HMAC, PBKDF2 with the client's salt and
+iterations) in the ``signature`` field is not pinned down by any capture we hold, and a
+guess would fail closed for every client anyway. Secret-key holders get a session with
+``POST /api/sessions`` and HTTP Basic (created authenticated, as the reference's session
+servlet does), or answer the native challenge, which takes every form.
 """
 
 from __future__ import annotations
@@ -52,10 +49,9 @@ from registry.store import Registry
 PUBKEY_TYPE = "HS_PUBKEY"
 SECKEY_TYPE = "HS_SECKEY"
 SECKEY_REFUSED = (
-    "HS_SECKEY challenge answers cannot be checked by this node: it stores secret keys "
-    "only as PBKDF2 hashes, and every HS_SECKEY answer form needs the clear secret. "
-    "Authenticate the session with HS_PUBKEY, or create it already authenticated: "
-    "POST /api/sessions with HTTP Basic credentials (index:handle and the secret)"
+    "HS_SECKEY challenge answers are not accepted over REST. Authenticate the session with "
+    "HS_PUBKEY, or create it already authenticated: POST /api/sessions with HTTP Basic "
+    "credentials (index:handle and the secret)"
 )
 
 

@@ -1,7 +1,7 @@
 """Which prefixes this node answers for, kept current while it runs.
 
-Configured prefixes (``prefixes`` setting) are served as such; registry prefixes are
-served while enabled. Every change to the ``prefixes`` table reaches every node through
+Configured prefixes (``prefixes`` setting) and prefixes a server admin homed (native
+HOME_NA) are served as such; registry prefixes are served while enabled. Every change to the ``prefixes`` table reaches every node through
 the registry's change feed (``registry.notify``), and ``PrefixRefresher`` re-reads the
 table: a prefix added or enabled by any node, the CLI or plain SQL is served without a
 restart, and one disabled stops being served.
@@ -25,12 +25,14 @@ class ServedPrefixes:
 
     def __init__(self, configured: Iterable[str] = ()):
         self._configured = tuple(configured)
+        self._homed: tuple[str, ...] = ()  # by HOME_NA (registry, migration 0005)
         self._registered: dict[str, Prefix] = {}
         self._enabled: tuple[str, ...] = ()
         self.generation = 0  # bumped at every update: waiters compare it
         self._updated = asyncio.Condition()
 
-    async def update(self, rows: Iterable[Prefix]) -> None:
+    async def update(self, rows: Iterable[Prefix], homed: Iterable[str] = ()) -> None:
+        self._homed = tuple(homed)
         self._registered = {r.prefix_key: r for r in rows}
         self._enabled = tuple(
             r.prefix for r in self._registered.values() if r.status == PrefixStatus.ENABLED
@@ -46,13 +48,17 @@ class ServedPrefixes:
             await self._updated.wait_for(condition)
 
     def all(self) -> tuple[str, ...]:
-        return self._configured + self._enabled
+        return self._configured + self._homed + self._enabled
+
+    def homed(self) -> tuple[str, ...]:
+        """Configured and homed prefixes: the ones LIST_HOMED_NAS names."""
+        return self._configured + self._homed
 
     def serves(self, prefix: str) -> bool:
         """Configured, or under one; registered and enabled, or under one. A registered
         prefix that is not enabled is not served, whatever its parent."""
         key = normalise(prefix)
-        if any(normalise(p) == key for p in self._configured):
+        if any(normalise(p) == key for p in self.homed()):
             return True
         row = self._registered.get(key)
         if row is not None and row.status != PrefixStatus.ENABLED:
@@ -75,7 +81,7 @@ class ServedPrefixes:
         """(served as such, registered to an enterprise and enabled)."""
         key = normalise(prefix)
         registered = any(normalise(p) == key for p in self._enabled)
-        return registered or any(normalise(p) == key for p in self._configured), registered
+        return registered or any(normalise(p) == key for p in self.homed()), registered
 
 
 class PrefixRefresher:

@@ -50,6 +50,12 @@ class NodeMetrics:
             ["front"],
             registry=registry,
         )
+        self.trailing_bytes = Counter(
+            "idnode_trailing_bytes_requests",
+            "Resolution requests with bytes after a complete body (ignored, as the reference does)",
+            ["front"],
+            registry=registry,
+        )
         self.dropped = Counter(
             "idnode_dropped_requests",
             "Requests dropped unanswered",

@@ -74,6 +74,7 @@ from node.errors import NodeError
 from node.resolution.site import load_or_create_site_key
 from node.runtime.database import Database, node_database
 from node.runtime.tls import server_ssl_context
+from node.secrets.vault import open_vault
 from node.settings import Settings, SettingsError
 from node.signing.signer import build_signer
 from node.writes.service import WriteService
@@ -190,15 +191,15 @@ def _handle_port(
 
 
 async def prepare(settings: Settings, db: Database, now: datetime) -> None:
-    """What workers would otherwise race for: the site key, the signing keys, demo data."""
+    """What workers would otherwise race for: the site key, the signing keys, the secrets
+    key, demo data."""
     await asyncio.to_thread(load_or_create_site_key, settings.site_key_path)
+    vault = await asyncio.to_thread(open_vault, settings)
     signer = None
     if settings.sign_records:
         signer = await asyncio.to_thread(build_signer, settings, int(now.timestamp()))
     if settings.demo:
-        writes = WriteService(
-            db.registry, secret_iterations=settings.secret_hash_iterations, signer=signer
-        )
+        writes = WriteService(db.registry, vault=vault, signer=signer)
         counts = await seed_demo(db.registry, now, writes=writes)
         log.info("demo data: %s", counts)
 

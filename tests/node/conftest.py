@@ -77,7 +77,9 @@ def ipv6_loopback() -> bool:
     return True
 
 
-async def start_seeded_node(database_url: str, data_dir: Path, bind: str = "127.0.0.1") -> Node:
+async def start_seeded_node(
+    database_url: str, data_dir: Path, bind: str = "127.0.0.1", **flags: Any
+) -> Node:
     """A started node (all ports 0, data dir holding only its site key) on a database it
     seeds with the golden records. The caller stops it."""
     settings = load_settings(
@@ -91,11 +93,11 @@ async def start_seeded_node(database_url: str, data_dir: Path, bind: str = "127.
             "http_port": 0,
             # The minimum: PBKDF2 at the default 600,000 would dominate each test's setup
             # (one HS_SECKEY in the seed), and hashing strength is not under test here.
-            "secret_hash_iterations": 1000,
             "prefixes": "88.118",
             # The golden replies are the reference's captures of unsigned records, byte for
             # byte; signing is tested on its own nodes (test_signing.py).
             "sign_records": False,
+            **flags,
         },
     )
     node = Node(settings, clock=lambda: CLOCK)
@@ -115,9 +117,9 @@ async def start_node(database_url: str, tmp_path: Path) -> AsyncIterator[StartNo
     """Start one seeded node on this test's fresh database: ``await start_node(bind)``."""
     nodes: list[Node] = []
 
-    async def start(bind: str = "127.0.0.1") -> Node:
+    async def start(bind: str = "127.0.0.1", **flags: Any) -> Node:
         assert not nodes, "one seeded node per database"
-        nodes.append(await start_seeded_node(database_url, tmp_path / "node", bind))
+        nodes.append(await start_seeded_node(database_url, tmp_path / "node", bind, **flags))
         return nodes[0]
 
     try:
@@ -235,13 +237,14 @@ async def start_http_node(database_url: str, tmp_path: Path) -> AsyncIterator[St
             env={},
             flags={
                 "database_url": database_url,
-                "data_dir": str(tmp_path / f"node{len(nodes)}"),
+                # Nodes sharing a registry share their key directory (signing keys and
+                # the key secrets are sealed with), as a deployment's nodes must.
+                "data_dir": str(tmp_path / "node"),
                 "bind": bind,
                 "handle_port": 0,
                 "admin_port": 0,
                 "http_port": 0,
                 "demo": True,
-                "secret_hash_iterations": 1000,
                 **flags,
             },
         )

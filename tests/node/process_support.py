@@ -12,8 +12,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from protocol.creditcode import check_character
+
 IDNODE = [sys.executable, "-m", "node.cli"]
 REPO = Path(__file__).resolve().parents[2]
+# An enterprise the CLI tests register (a valid unified social credit code).
+MILL = "91320509MA1MXLL00" + check_character("91320509MA1MXLL00")
 READY = re.compile(r"ready: .*admin=(?P<host>[^ ]+):(?P<admin>\d+) handle=(?P<handle>\d+)")
 
 

@@ -1,9 +1,16 @@
-"""The transport-independent native handler: a whole request message in, a whole reply
-message out. The UDP and TCP fronts only frame bytes and call ``handle``.
+"""The transport-independent native handler: a whole request message in, the reply
+messages out. The UDP and TCP fronts only frame bytes and call ``handle``.
 
 A request that cannot be decoded gets a protocol-error reply with its request id echoed
 (silence only when not even an envelope arrived); a bug in an operation gets RC 2,
-never a dead connection.
+never a dead connection. Authentication (challenges, sessions, logins) is
+``node.fronts.native.auth``; administration ``node.fronts.native.admin``.
+
+A request is answered as the identity it is authenticated as: a MACed request in an
+authenticated session, a request on a connection that logged in (IDIS SDKs), or the
+original request of a challenge once the answer proved who sent it. Without one,
+administration and the reading of non-public values are challenged (RC 402), as the
+reference does.
 """
 
 from __future__ import annotations
@@ -11,14 +18,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import replace
 
+from node.auth import Authorizer, Denied, Identity
+from node.fronts.native.admin import ADMIN_OPCODES, NativeAdmin, Refused
+from node.fronts.native.auth import AnswerFailed, NativeAuth, Refusal, Unwrapped
+from node.fronts.native.peer import Peer
 from node.resolution.cache.records import Entry, RecordCache
 from node.resolution.cache.stats import FrontStats
 from node.resolution.outcomes import Found, HandleNotFound, PrefixReferral, ValuesNotFound
 from node.resolution.resolver import Resolver
 from node.resolution.site import Site
 from node.runtime.metrics import NodeMetrics
+from protocol.admin import EmptyReply
+from protocol.authbodies import VerifyChallengeReply, VerifyChallengeRequest
 from protocol.bodies import (
     Body,
     ErrorReply,
@@ -29,13 +42,28 @@ from protocol.bodies import (
 )
 from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.errors import ProtocolError
-from protocol.message import Header, MalformedMessage, Message, decode, encode
+from protocol.message import (
+    ENVELOPE_BYTES,
+    MAX_MESSAGE_BYTES,
+    NO_FLAGS,
+    Envelope,
+    EnvelopeFlag,
+    Header,
+    MalformedMessage,
+    Message,
+    decode,
+    encode,
+)
 from protocol.msgsign import sign_message
 from protocol.negotiate import build_reply
 from protocol.replycache import ReplyTemplate, resolution_shape
+from protocol.values import HandleValue
 from registry.errors import DatabaseUnavailable
 
 log = logging.getLogger("idnode.native")
+
+Reply = bytes | list[bytes] | None
+Operation = Callable[[Unwrapped, bytes, Peer, float, Identity | None], Awaitable[Reply]]
 
 
 class NativeReply(ReplyTemplate):
@@ -46,15 +74,6 @@ class NativeReply(ReplyTemplate):
 
     def nbytes(self) -> int:
         return len(self.head)  # the tail, if any, is the entry's own wire bytes
-
-
-Operation = Callable[[Message, bytes, "Peer", float], Awaitable[bytes]]
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    transport: str  # "udp" | "tcp"
-    address: tuple[str, int] | None = None
 
 
 def _op_name(opcode: int) -> str:
@@ -73,11 +92,17 @@ class NativeHandler:
         *,
         clock: Callable[[], float] = time.time,
         cache: RecordCache | None = None,
+        auth: NativeAuth | None = None,
+        admin: NativeAdmin | None = None,
+        authorizer: Authorizer | None = None,
     ):
         self.resolver = resolver
         self.site = site
         self.metrics = metrics
         self.clock = clock
+        self.auth = auth
+        self.admin = admin
+        self.authorizer = authorizer
         # Ready-to-send resolution replies, shared by the UDP and TCP fronts (same bytes).
         self.cache = cache
         self.replies = cache.reply_map("native") if cache is not None else None
@@ -86,73 +111,113 @@ class NativeHandler:
             OpCode.RESOLUTION: self.op_resolution,
             OpCode.GET_SITE_INFO: self.op_site_info,
         }
+        if auth is not None:
+            self.operations |= {
+                OpCode.CHALLENGE_RESPONSE: self.op_answer,
+                OpCode.VERIFY_RESPONSE: self.op_verify,
+                OpCode.SESSION_SETUP: self.op_session_setup,
+                OpCode.SESSION_TERMINATE: self.op_session_terminate,
+                OpCode.LOGIN: self.op_login,
+                OpCode.LOGIN_ID_SYSTEM: self.op_login_id_system,
+            }
+            if admin is not None:
+                self.operations |= dict.fromkeys(ADMIN_OPCODES, self.op_admin)
 
     @property
     def serial(self) -> int:
         return self.site.info.serial
 
-    def _reply(self, request: Message, rc: int, body: Body, now: float) -> bytes:
+    # -- replies ----------------------------------------------------------------------------
+
+    def _message(
+        self, request: Message, rc: int, body: Body, now: float, flags: OpFlag = NO_FLAGS
+    ) -> Message:
+        return build_reply(request, rc, body, now=now, site_serial=self.serial, extra_flags=flags)
+
+    def _reply(
+        self,
+        u: Unwrapped,
+        rc: int,
+        body: Body,
+        now: float,
+        *,
+        private: bool = False,
+        flags: OpFlag = NO_FLAGS,
+    ) -> bytes:
+        message = self._message(u.request, rc, body, now, flags)
+        if self.auth is not None:
+            return self.auth.finish(message, u, private=private)
+        return self._plain(message, u.request)
+
+    def _plain(self, message: Message, request: Message) -> bytes:
         if OpFlag.CERT in request.header.flags:
             # The client asked for a certified reply: sign it with the HS_SITE key.
-            reply = build_reply(
-                request,
-                rc,
-                body,
-                now=now,
-                site_serial=self.serial,
-                extra_flags=OpFlag.CERT,
+            flagged = replace(
+                message, header=replace(message.header, flags=message.header.flags | OpFlag.CERT)
             )
-            return encode(sign_message(reply, self.site.key))
-        return encode(build_reply(request, rc, body, now=now, site_serial=self.serial))
+            return encode(sign_message(flagged, self.site.key))
+        return encode(message)
 
-    async def handle(self, data: bytes, peer: Peer) -> bytes | None:
+    def _error(self, u: Unwrapped, rc: int, message: str, now: float) -> bytes:
+        return self._reply(u, rc, ErrorReply(message), now)
+
+    # -- the entry point -------------------------------------------------------------------
+
+    async def handle(self, data: bytes, peer: Peer) -> Reply:
         """Answer one request message (envelope included); None means stay silent."""
         now = self.clock()
         started = time.perf_counter()
+        encrypted = False
         try:
+            envelope = Envelope.from_wire(data)
+            framed = envelope.length == len(data) - ENVELOPE_BYTES <= MAX_MESSAGE_BYTES
+            if EnvelopeFlag.ENCRYPTED in envelope.flags and framed and self.auth is not None:
+                data = self.auth.decrypt(data, envelope.session_id)
+                encrypted = True
             request = decode(data)
         except MalformedMessage as exc:
             self.metrics.malformed.labels(peer.transport).inc()
             return self._malformed_reply(exc, now)
+        except Refusal as exc:  # no session to decrypt with, or not ours to decrypt
+            self.metrics.auth_failures.labels("native", exc.reason).inc()
+            return self._envelope_reply(envelope, exc.response_code, exc.message, now)
         except ProtocolError:
             self.metrics.malformed.labels(peer.transport).inc()
             return None  # not even an envelope: nothing to address a reply to
         op = _op_name(request.header.opcode)
+        u = Unwrapped(request, None, None, encrypted)
         if not request.is_request:
             self.metrics.malformed.labels(peer.transport).inc()
-            return self._reply(
-                request, ResponseCode.PROTOCOL_ERROR, ErrorReply("expected a request"), now
-            )
-        operation = self.operations.get(request.header.opcode)
+            return self._error(u, ResponseCode.PROTOCOL_ERROR, "expected a request", now)
         try:
+            if self.auth is not None:
+                u = self.auth.unwrap(request, peer, encrypted)
+            operation = self.operations.get(request.header.opcode)
             if operation is None:
-                rc = ResponseCode.OPERATION_NOT_SUPPORTED
-                reply = self._reply(
-                    request,
-                    rc,
-                    ErrorReply(f"operation {request.header.opcode} is not supported"),
+                reply: Reply = self._error(
+                    u,
+                    ResponseCode.OPERATION_NOT_SUPPORTED,
+                    f"operation {request.header.opcode} is not supported",
                     now,
                 )
             else:
-                reply = await operation(request, data, peer, now)
+                reply = await operation(u, data, peer, now, u.identity)
+        except Refusal as exc:
+            self.metrics.auth_failures.labels("native", exc.reason).inc()
+            reply = self._error(u, exc.response_code, exc.message, now)
         except ProtocolError as exc:
-            reply = self._reply(request, exc.response_code, ErrorReply(exc.message), now)
+            reply = self._error(u, exc.response_code, exc.message, now)
         except DatabaseUnavailable as exc:
             # Nothing cached to fall back on: "too busy" tells the client to retry later.
             log.warning("native %s: %s", op, exc)
             self.metrics.registry_errors.labels(op).inc()
-            reply = self._reply(
-                request,
-                ResponseCode.SERVER_TOO_BUSY,
-                ErrorReply("the registry is unavailable; retry later"),
-                now,
+            reply = self._error(
+                u, ResponseCode.SERVER_TOO_BUSY, "the registry is unavailable; retry later", now
             )
         except Exception:
             log.exception("native %s request failed", op)
             self.metrics.registry_errors.labels(op).inc()
-            reply = self._reply(
-                request, ResponseCode.ERROR, ErrorReply("internal server error"), now
-            )
+            reply = self._error(u, ResponseCode.ERROR, "internal server error", now)
         self.metrics.latency.labels(peer.transport, op).observe(time.perf_counter() - started)
         return reply
 
@@ -161,41 +226,86 @@ class NativeHandler:
         # Echo the readable flags, but send no digest of a request we could not read.
         flags = (exc.header.flags if exc.header else OpFlag(0)) & ~OpFlag.RRDG
         request = Message(exc.envelope, Header(opcode, flags=flags), ErrorReply())
-        return self._reply(request, exc.response_code, ErrorReply(exc.message), now)
+        return self._plain(
+            self._message(request, exc.response_code, ErrorReply(exc.message), now), request
+        )
 
-    async def op_resolution(self, request: Message, data: bytes, peer: Peer, now: float) -> bytes:
+    def _envelope_reply(self, envelope: Envelope, rc: int, message: str, now: float) -> bytes:
+        request = Message(envelope, Header(0), ErrorReply())
+        return self._plain(self._message(request, rc, ErrorReply(message), now), request)
+
+    def _count(self, peer: Peer, op: str, rc: int) -> None:
+        self.metrics.requests.labels(peer.transport, op, str(int(rc))).inc()
+
+    # -- resolution ----------------------------------------------------------------------------
+
+    async def op_resolution(
+        self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
+    ) -> Reply:
+        request = u.request
         body = request.body
         assert isinstance(body, ResolutionRequest)
         flags = request.header.flags
-        # Native callers are not authenticated yet, so only public values are ever sent;
-        # with PUBL clear the reference would challenge (RC 402) instead of filtering.
+        if body.trailing:
+            # Teleinfo's id-pointer-sdk appends 4 bytes after the type list; the reference
+            # ignores them, so do we (and count them).
+            self.metrics.trailing_bytes.labels(peer.transport).inc()
         result = await self.resolver.resolve(
             body.handle,
             body.indexes,
             body.types,
             now,
-            public_only=True,
+            public_only=OpFlag.PUBL in flags,
             refer=OpFlag.DNRF not in flags,
         )
         rc = result.response_code
         entry: Entry | None = None
+        private = False
         match result:
             case Found(values=values, entry=entry):
-                reply: Body = ResolutionReply(body.handle, values)
+                if any(not v.public_read for v in values):
+                    if identity is None:
+                        # PUBL clear and values only admins may read: the reference
+                        # challenges (docs/authentication.md, "Challenge").
+                        return await self._challenge(u, peer, now)
+                    try:
+                        readable = await self._readable(identity, body.handle, values)
+                    except Denied as exc:
+                        self._count(peer, "resolution", exc.response_code)
+                        return self._error(u, exc.response_code, exc.message, now)
+                    private = any(not v.public_read for v in readable)
+                    values = tuple(readable)
+                    entry = None  # answered for one identity: never kept
+                if values:
+                    reply: Body = ResolutionReply(body.handle, values)
+                else:
+                    rc, reply = ResponseCode.VALUES_NOT_FOUND, ErrorReply()
             case PrefixReferral(handle=handle, values=values):
                 reply = ReferralReply(handle, values)
             case HandleNotFound(entry=entry) | ValuesNotFound(entry=entry):
                 reply = ErrorReply()  # the reference says nothing more on RC 100 / 200
             case _:
                 reply = ErrorReply(result.message)
-        self.metrics.requests.labels(peer.transport, "resolution", str(int(rc))).inc()
-        encoded = self._reply(request, rc, reply, now)
-        if entry is not None and self.replies is not None and self.cache is not None:
+        self._count(peer, "resolution", rc)
+        encoded = self._reply(u, rc, reply, now, private=private)
+        if (
+            entry is not None
+            and identity is None
+            and not u.encrypted
+            and self.replies is not None
+            and self.cache is not None
+        ):
             shape = resolution_shape(data)
             if shape is not None:
                 self.front_stats[peer.transport].misses += 1
                 self.cache.add_reply(self.replies, shape, entry, NativeReply(encoded, entry.wire))
         return encoded
+
+    async def _readable(
+        self, identity: Identity, handle: str, values: tuple[HandleValue, ...]
+    ) -> list[HandleValue]:
+        assert self.authorizer is not None
+        return await self.authorizer.readable(identity, handle, values, public_only=False)
 
     def cached_reply(self, data: bytes, transport: str) -> bytearray | None:
         """The hot path: the ready-to-send reply to ``data`` if one is cached and fresh,
@@ -218,6 +328,141 @@ class NativeHandler:
         self.front_stats[transport].hit(hit.rc)
         return hit.fit(data, self.clock())  # type: ignore[no-any-return]
 
-    async def op_site_info(self, request: Message, data: bytes, peer: Peer, now: float) -> bytes:
-        self.metrics.requests.labels(peer.transport, "get_site_info", "1").inc()
-        return self._reply(request, ResponseCode.SUCCESS, SiteInfoReply(self.site.info), now)
+    async def op_site_info(
+        self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
+    ) -> Reply:
+        self._count(peer, "get_site_info", ResponseCode.SUCCESS)
+        return self._reply(u, ResponseCode.SUCCESS, SiteInfoReply(self.site.info), now)
+
+    # -- authentication ---------------------------------------------------------------------
+
+    async def _challenge(self, u: Unwrapped, peer: Peer, now: float) -> Reply:
+        assert self.auth is not None
+        logging_in = u.request.header.opcode == OpCode.LOGIN_ID_SYSTEM
+        if not logging_in and peer.conn is not None and peer.conn.logged_in_once:
+            # An IDIS connection whose login expired: the SDK logs in again on 407.
+            self._count(peer, _op_name(u.request.header.opcode), ResponseCode.LOGIN_AGAIN)
+            return self._error(
+                u, ResponseCode.LOGIN_AGAIN, "the login of this connection expired", now
+            )
+        self._count(peer, _op_name(u.request.header.opcode), ResponseCode.AUTHENTICATION_NEEDED)
+        reply = self.auth.challenge(u, peer, now)
+        return self.auth.finish(reply, u)
+
+    async def op_answer(
+        self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
+    ) -> Reply:
+        assert self.auth is not None
+        try:
+            challenge, proven = await self.auth.answer(u.request, peer)
+        except AnswerFailed as exc:
+            # Not proven: RC 403 to the original request (admin capture #11).
+            original = self._as_answered(exc.challenge.request, u.request)
+            self.metrics.auth_failures.labels("native", exc.reason).inc()
+            self._count(peer, _op_name(original.header.opcode), exc.response_code)
+            return self._error(replace(u, request=original), exc.response_code, "", now)
+        # The original request, run as the identity the answer proved; its reply takes
+        # the answer's request id and the original's session id (admin capture #1).
+        original = self._as_answered(challenge.request, u.request)
+        session = self.auth.sessions.get(challenge.id, self.auth.monotonic())
+        answered = Unwrapped(
+            original, session if original.credential else None, proven, u.encrypted
+        )
+        if original.header.opcode == OpCode.LOGIN_ID_SYSTEM:
+            self._count(peer, "login_id_system", ResponseCode.SUCCESS)
+            return self._reply(answered, ResponseCode.SUCCESS, EmptyReply(), now)
+        operation = self.operations[original.header.opcode]
+        return await operation(answered, data, peer, now, proven)
+
+    @staticmethod
+    def _as_answered(original: Message, answer: Message) -> Message:
+        env = replace(original.envelope, request_id=answer.envelope.request_id)
+        header = replace(original.header, flags=original.header.flags & ~OpFlag.RRDG)
+        return replace(original, envelope=env, header=header)
+
+    async def op_verify(
+        self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
+    ) -> Reply:
+        assert self.auth is not None
+        body = u.request.body
+        assert isinstance(body, VerifyChallengeRequest)
+        valid = await self.auth.checker.verify(
+            body.handle, body.index, body.nonce, body.digest, body.response
+        )
+        if valid is None:
+            self._count(peer, "verify_response", ResponseCode.HANDLE_NOT_FOUND)
+            return self._error(
+                u,
+                ResponseCode.HANDLE_NOT_FOUND,
+                f"{body.index}:{body.handle} is not held here",
+                now,
+            )
+        self._count(peer, "verify_response", ResponseCode.SUCCESS)
+        return self._reply(u, ResponseCode.SUCCESS, VerifyChallengeReply(valid), now)
+
+    async def op_session_setup(
+        self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
+    ) -> Reply:
+        assert self.auth is not None
+        reply = self.auth.setup(u.request, now)
+        self._count(peer, "session_setup", ResponseCode.SUCCESS)
+        return encode(reply)
+
+    async def op_session_terminate(
+        self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
+    ) -> Reply:
+        assert self.auth is not None
+        self.auth.terminate(u)
+        self._count(peer, "session_terminate", ResponseCode.SUCCESS)
+        # The session is gone: a certified reply is signed, not MACed (admin capture #8).
+        return self._reply(replace(u, session=None), ResponseCode.SUCCESS, EmptyReply(), now)
+
+    async def op_login(
+        self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
+    ) -> Reply:
+        assert self.auth is not None
+        await self.auth.login(u.request, peer)
+        self._count(peer, "login", ResponseCode.SUCCESS)
+        return self._reply(u, ResponseCode.SUCCESS, EmptyReply(), now)
+
+    async def op_login_id_system(
+        self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
+    ) -> Reply:
+        if identity is not None:  # this connection is logged in already: no challenge
+            self._count(peer, "login_id_system", ResponseCode.SUCCESS)
+            return self._reply(u, ResponseCode.SUCCESS, EmptyReply(), now)
+        return await self._challenge(u, peer, now)
+
+    # -- administration -------------------------------------------------------------------------
+
+    async def op_admin(
+        self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
+    ) -> Reply:
+        assert self.admin is not None
+        request = u.request
+        op = _op_name(request.header.opcode)
+        if peer.transport != "tcp":
+            # The site record names TCP as the only native admin interface.
+            self._count(peer, op, ResponseCode.OPERATION_NOT_SUPPORTED)
+            return self._error(
+                u, ResponseCode.OPERATION_NOT_SUPPORTED, "administration is served over TCP", now
+            )
+        try:
+            await self.admin.precheck(request)
+            if identity is None:
+                return await self._challenge(u, peer, now)
+            parts = await self.admin.run(request, identity)
+        except Refused as exc:
+            self._count(peer, op, exc.response_code)
+            return self._error(u, exc.response_code, exc.message, now)
+        self._count(peer, op, ResponseCode.SUCCESS)
+        return [
+            self._reply(
+                u,
+                ResponseCode.SUCCESS,
+                part.body,
+                now,
+                flags=OpFlag.CONT if part.more else NO_FLAGS,
+            )
+            for part in parts
+        ]

@@ -24,7 +24,8 @@ import time
 from collections.abc import Callable
 from time import perf_counter
 
-from node.fronts.native.handler import NativeHandler, Peer
+from node.fronts.native.handler import NativeHandler, Reply
+from node.fronts.native.peer import Connection, Peer
 from node.runtime.metrics import NodeMetrics
 from protocol.errors import ProtocolError
 from protocol.fragment import MAX_DATAGRAM_BYTES, Reassembler, fragment_encoded
@@ -35,6 +36,13 @@ log = logging.getLogger("idnode.native")
 _U32 = struct.Struct(">I")
 # Tries to find, for port 0, a port number free for both UDP and TCP.
 _PORT_ATTEMPTS = 20
+
+
+def _messages(reply: Reply) -> list[bytes]:
+    """The reply messages to send, in order (LIST_HANDLES sends several)."""
+    if reply is None:
+        return []
+    return reply if isinstance(reply, list) else [reply]
 
 
 def _sockaddr(addr: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
@@ -116,9 +124,10 @@ class UdpFront(asyncio.DatagramProtocol):
     async def _answer(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
             reply = await self.handler.handle(data, Peer("udp", _sockaddr(addr)))
-            if reply is not None and self.transport is not None:
-                for datagram in fragment_encoded(reply):
-                    self.transport.sendto(datagram, addr)
+            if self.transport is not None:
+                for message in _messages(reply):
+                    for datagram in fragment_encoded(message):
+                        self.transport.sendto(datagram, addr)
         except Exception:
             log.exception("UDP reply to %s failed", addr[0])
         finally:
@@ -156,7 +165,7 @@ class TcpFront:
             writer.close()
             return
         self.connections += 1
-        peer = Peer("tcp", _sockaddr(writer.get_extra_info("peername") or ("?", 0)))
+        peer = Peer("tcp", _sockaddr(writer.get_extra_info("peername") or ("?", 0)), Connection())
         try:
             while True:
                 try:
@@ -169,10 +178,9 @@ class TcpFront:
                 if length > MAX_MESSAGE_BYTES:
                     # Answer with the request id echoed, then close: the stream cannot be
                     # resynchronised past a message we refuse to read.
-                    reply = await self.handler.handle(envelope, peer)
-                    if reply is not None:
-                        writer.write(reply)
-                        await writer.drain()
+                    for message in _messages(await self.handler.handle(envelope, peer)):
+                        writer.write(message)
+                    await writer.drain()
                     return
                 try:
                     rest = await asyncio.wait_for(reader.readexactly(length), self.idle_timeout_s)
@@ -186,10 +194,9 @@ class TcpFront:
                     self.handler.front_stats["tcp"].observe(perf_counter() - started)
                     await writer.drain()
                     continue
-                reply = await self.handler.handle(data, peer)
-                if reply is not None:
-                    writer.write(reply)
-                    await writer.drain()
+                for message in _messages(await self.handler.handle(data, peer)):
+                    writer.write(message)
+                await writer.drain()
         except (ConnectionError, OSError):
             return
         finally:

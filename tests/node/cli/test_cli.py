@@ -8,10 +8,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from protocol.creditcode import check_character
-from tests.node.process_support import run_idnode
+from tests.node.process_support import MILL, run_idnode
 
-MILL = "91320509MA1MXLL00" + check_character("91320509MA1MXLL00")
 BAD_CHECK = MILL[:-1] + ("0" if MILL[-1] != "0" else "1")
 
 

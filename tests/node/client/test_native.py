@@ -15,7 +15,7 @@ import pytest
 
 from node.app import Node
 from node.client.native import NativeClient
-from tests.node.fronts.native.test_native import ABC, indexes_of, request_id, served
+from tests.node.native_support import ABC, indexes_of, request_id, served
 
 _U32 = struct.Struct(">I")
 

@@ -38,7 +38,6 @@ async def proxied(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Node
             "admin_port": 0,
             "http_port": 0,
             "demo": True,
-            "secret_hash_iterations": 1000,
             "db_timeout_s": 2,
         },
     )

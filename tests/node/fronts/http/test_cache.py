@@ -18,7 +18,6 @@ from protocol.bodies import ResolutionReply
 from protocol.codes import ResponseCode
 from protocol.valuecodec import encode_values
 from protocol.values import HandleValue
-from tests.node.fronts.native.test_cache import notifications_off, settle
 from tests.node.http_support import (
     A_HANDLE,
     A,
@@ -28,6 +27,7 @@ from tests.node.http_support import (
     basic,
     url_value,
 )
+from tests.node.native_support import notifications_off, settle
 
 ROLL = "/api/handles/" + A_HANDLE
 ROLL_KEY = A_HANDLE.upper()

@@ -260,8 +260,8 @@ async def test_unauthenticated_session_is_anonymous(api: Api) -> None:
 async def test_hs_seckey_answer_refused_basic_session_instead(
     start_http_node: StartNode, database_url: str
 ) -> None:
-    """HS_SECKEY answers need the clear secret, which this node does not keep: 403 with
-    the way out, not counted as a failure; POST /api/sessions with Basic gives a session."""
+    """HS_SECKEY answers are not taken over REST: 403 with the way out, not counted as a
+    failure; POST /api/sessions with Basic gives a session."""
     node = await start_http_node(http_auth_max_failures=1)
     async with aiohttp.ClientSession() as http:
         api = Api(http, f"http://127.0.0.1:{node.http_port}")
@@ -270,7 +270,7 @@ async def test_hs_seckey_answer_refused_basic_session_instead(
         r = await api.put("/api/sessions/this", headers=header)
         assert (r.status, r.json["responseCode"]) == (403, 404)
         assert (
-            "PBKDF2" in r.json["message"]
+            "not accepted over REST" in r.json["message"]
             and "POST /api/sessions with HTTP Basic" in r.json["message"]
         )
         assert _failures(node, "seckey_unsupported") == 1

@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import struct
-import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +52,7 @@ from tests.node.conftest import (
     udp_peer,
 )
 from tests.node.http_support import SteppedClock
+from tests.node.native_support import notifications_off, settle
 
 ABC = "88.118.2/ABC123"
 ABC_URL = b"https://example.com/abc123"
@@ -91,56 +90,11 @@ def _settings(database_url: str, data_dir: Path, **flags: Any) -> Any:
             "handle_port": 0,
             "admin_port": 0,
             "http_port": 0,
-            "secret_hash_iterations": 1000,
             "prefixes": "88.118",
             "sign_records": False,
             **flags,
         },
     )
-
-
-async def announce(node: Node, key: str) -> None:
-    """Notify a change of ``key`` on the channel the handles triggers use (migration
-    0003's payload: clock line, then keys) and wait until the node has heard it."""
-    assert node.cache is not None and node.db is not None
-    heard = node.cache.invalidated(key)
-    conn = await asyncpg.connect(node.db.dsn)
-    try:
-        await conn.execute(
-            "SELECT pg_notify('idnode_handles', $1)", f"{int(time.time() * 1000)}\n{key}"
-        )
-    finally:
-        await conn.close()
-    await asyncio.wait_for(heard, 5.0)
-
-
-async def settle(node: Node) -> None:
-    """Until the node has heard every change committed so far. A seeded node's own
-    writes notify too, asynchronously: one arriving late would drop an entry a test
-    counts hits on. Notifications arrive in commit order, so once a later one is
-    heard, all are."""
-    await announce(node, "88.118.2/SETTLED")
-
-
-NOTIFY_TRIGGERS = ("handles_notify_insert", "handles_notify_update", "handles_notify_delete")
-
-
-@asynccontextmanager
-async def notifications_off(dsn: str) -> AsyncIterator[None]:
-    """No write notifies while inside (migration 0003's triggers disabled): a node then
-    learns of its own writes only from its write path, as it must before it
-    acknowledges them; a notification racing the next request cannot hide a miss."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        for trigger in NOTIFY_TRIGGERS:
-            await conn.execute(
-                f"ALTER TABLE handles DISABLE TRIGGER {trigger}"
-            )  # our names, not input
-        yield
-    finally:
-        for trigger in NOTIFY_TRIGGERS:
-            await conn.execute(f"ALTER TABLE handles ENABLE TRIGGER {trigger}")
-        await conn.close()
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from protocol.message import (
     encode,
 )
 from tests.node.conftest import UdpPeer, read_message
-from tests.node.fronts.native.test_native import ABC, indexes_of, request_bytes, request_id
+from tests.node.native_support import ABC, indexes_of, request_bytes, request_id
 
 _U32 = struct.Struct(">I")
 BODY_LENGTH_OFFSET = ENVELOPE_BYTES + 20
@@ -118,7 +118,7 @@ async def test_lying_body_length_tcp_keeps_the_connection(native_node: Node) -> 
     assert malformed(native_node, "tcp") == 1
 
 
-@pytest.mark.parametrize("opcode", [OpCode.LIST_HANDLES, 999])
+@pytest.mark.parametrize("opcode", [OpCode.LIST_NAS, OpCode.SESSION_EXCHANGEKEY, 999])
 async def test_unknown_opcode_gets_rc5(native_node: Node, node_udp: UdpPeer, opcode: int) -> None:
     assert native_node.handle_port is not None
     udp_req = unsupported(opcode, 0x5150)

@@ -51,7 +51,6 @@ async def test_stale_while_postgres_is_down_then_recovery(
             "admin_port": 0,
             "http_port": 0,
             "demo": True,
-            "secret_hash_iterations": 1000,
             "sign_records": False,
             "cache_ttl_cap_s": 60,
             "cache_stale_max_s": 600,

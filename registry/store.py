@@ -16,7 +16,7 @@ import asyncpg
 
 from protocol.creditcode import credit_code_problem
 from protocol.errors import HandleSyntaxError
-from protocol.handle import Handle, normalise, parse_prefix
+from protocol.handle import Handle, normalise, parse_prefix, prefix_ancestors
 from protocol.valuecodec import decode_values, encode_values
 from protocol.values import HandleValue
 from registry.driver import Conn, translated
@@ -85,12 +85,12 @@ def _prefix(row: Any) -> Prefix:
 
 def storage_prefixes(handle: Handle) -> tuple[str, ...]:
     """The registered prefix a handle is kept under, in the order to look: its own; and
-    for a derived prefix record 0.NA/X.Y without a registration of its own, its parent
-    X, whose admins create it (docs/authentication.md, "Admin operations")."""
-    prefix = handle.owning_prefix
-    if handle.is_prefix_record and "." in prefix:
-        return prefix, prefix.rsplit(".", 1)[0]
-    return (prefix,)
+    for a prefix record 0.NA/X.Y without a registration of its own, its nearest
+    registered ancestor (a top-level node keeps its secondaries' 0.NA records under its
+    own prefix; a parent's admins create derived ones: docs/authentication.md)."""
+    if handle.is_prefix_record:
+        return tuple(prefix_ancestors(handle.owning_prefix))
+    return (handle.owning_prefix,)
 
 
 def unusable_prefix(prefix: str, status: PrefixStatus | None) -> UnknownPrefix | None:

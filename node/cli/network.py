@@ -9,12 +9,15 @@ from typing import Any
 
 from node.cli.common import AddCommand, UserError, print_json, server_address
 from node.client.native import ClientError, NativeClient
+from node.client.tree import TreeResolver, UpstreamUnavailable
+from node.client.upstream import Address
 from node.errors import EXIT_ERROR
 from node.resolution.site import Site
 from node.settings import Settings
 from protocol.bodies import ErrorReply, ReferralReply, ResolutionReply
 from protocol.codes import ResponseCode
 from protocol.jsonvalues import site_to_json, values_to_json
+from protocol.values import select_values
 
 
 async def cmd_siteinfo(settings: Settings, args: argparse.Namespace) -> int:
@@ -29,6 +32,8 @@ async def cmd_siteinfo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_resolve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.root is not None:
+        return await _resolve_from_root(args)
     host, port = args.server or (settings.local_address, settings.handle_port)
     client = NativeClient(host, port, timeout_s=args.timeout, udp=not args.tcp)
     try:
@@ -43,6 +48,23 @@ async def cmd_resolve(settings: Settings, args: argparse.Namespace) -> int:
         out["message"] = reply.body.message
     print_json(out)
     return 0 if rc == ResponseCode.SUCCESS else EXIT_ERROR
+
+
+async def _resolve_from_root(args: argparse.Namespace) -> int:
+    """From the top-level down: the prefix's servers from the root, then the handle."""
+    host, port = args.root
+    resolver = TreeResolver([Address(host, port, udp=not args.tcp)], timeout_s=args.timeout)
+    try:
+        answer = await resolver.resolve(args.handle, args.type or ())
+    except (UpstreamUnavailable, ClientError) as exc:
+        raise UserError(str(exc)) from None
+    values = select_values(answer.values, args.index or (), args.type or ())
+    out: dict[str, Any] = {"responseCode": answer.response_code, "handle": args.handle}
+    if answer.response_code == ResponseCode.SUCCESS:
+        out["values"] = values_to_json(values)
+        out["server"] = str(answer.server)
+    print_json(out)
+    return 0 if answer.response_code == ResponseCode.SUCCESS else EXIT_ERROR
 
 
 def add_commands(sub: Any, command: AddCommand) -> None:
@@ -72,6 +94,12 @@ def add_commands(sub: Any, command: AddCommand) -> None:
         type=server_address,
         metavar="HOST:PORT",
         help="node to ask (default: this node's settings)",
+    )
+    p.add_argument(
+        "--root",
+        type=server_address,
+        metavar="HOST:PORT",
+        help="start at this root (a top-level node) and follow the tree to the handle's server",
     )
     p.add_argument("--tcp", action="store_true", help="TCP only (no UDP first)")
     p.add_argument("--index", type=int, action="append", help="value index to ask for (repeatable)")

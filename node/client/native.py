@@ -11,9 +11,9 @@ import secrets
 import socket
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from protocol.bodies import ResolutionRequest, SiteInfoReply, SiteInfoRequest
+from protocol.bodies import HashType, ResolutionRequest, SiteInfoReply, SiteInfoRequest
 from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.errors import ProtocolError
 from protocol.fragment import Reassembler, fragment_encoded
@@ -22,12 +22,14 @@ from protocol.message import (
     LENGTH_OFFSET,
     MAX_MESSAGE_BYTES,
     Envelope,
+    EnvelopeFlag,
     Header,
     Message,
     decode,
     encode,
 )
 from protocol.msgsign import SitePublicKey, verify_message
+from protocol.negotiate import digest_of
 from protocol.structured import SiteInfo
 
 # The reference client retries UDP at about 0.5, 1 and 1.5 s before trying TCP (docs/protocol.md).
@@ -42,8 +44,9 @@ class ClientError(Exception):
 
 
 class _UdpExchange(asyncio.DatagramProtocol):
-    def __init__(self, request_id: int) -> None:
+    def __init__(self, request_id: int, on_forged: Callable[[str], None]) -> None:
         self.request_id = request_id
+        self.on_forged = on_forged
         self.reassembler = Reassembler()
         self.done: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
 
@@ -51,7 +54,10 @@ class _UdpExchange(asyncio.DatagramProtocol):
         if self.done.done() or len(data) < ENVELOPE_BYTES:
             return
         if _U32.unpack_from(data, 8)[0] != self.request_id:
-            return  # a late reply to an earlier attempt or someone else's
+            # The socket is connected to the server and this exchange's id is its own:
+            # another id is a forgery (or garbage); ignored, and told.
+            self.on_forged("request id")
+            return
         try:
             whole = self.reassembler.feed(data, time.monotonic(), addr)
         except ProtocolError as exc:
@@ -75,6 +81,7 @@ class NativeClient:
         udp: bool = True,
         udp_timeouts_s: Sequence[float] = UDP_ATTEMPT_TIMEOUTS_S,
         verify_key: SitePublicKey | None = None,
+        on_forged: Callable[[str], None] = lambda what: None,
     ):
         self.host = host
         self.port = port
@@ -84,6 +91,9 @@ class NativeClient:
         # With a key (the server's HS_SITE public key), every request asks for a
         # certified reply (CERT) and a reply whose signature does not verify is refused.
         self.verify_key = verify_key
+        # Called with what did not match when a reply is discarded as not answering the
+        # request (request id, request digest): the caller counts them.
+        self.on_forged = on_forged
 
     def _message(self, opcode: OpCode, body: object, flags: OpFlag) -> Message:
         if self.verify_key is not None:
@@ -95,8 +105,14 @@ class NativeClient:
         return Message(env, header, body)  # type: ignore[arg-type]
 
     async def request(self, message: Message) -> Message:
-        """Send one request; UDP first (unless disabled), then TCP, within the deadline."""
+        """Send one request; UDP first (unless disabled), then TCP, within the deadline.
+        With RRDG set, a reply must carry the digest of this very request."""
         reply = await self._exchange(message)
+        if OpFlag.RRDG in message.header.flags and not _digest_matches(message, reply):
+            self.on_forged("request digest")
+            raise ClientError(
+                f"the reply from {self.host}:{self.port} does not carry this request's digest"
+            )
         if self.verify_key is not None and not verify_message(reply, self.verify_key):
             raise ClientError(
                 f"the reply from {self.host}:{self.port} is not signed by the expected site key"
@@ -108,9 +124,11 @@ class NativeClient:
         data = encode(message)
         if self.udp:
             try:
-                return decode(await self._udp(data, message.request_id, deadline))
+                reply = await self._udp(data, message.request_id, deadline)
+                if not reply[2] & EnvelopeFlag.TRUNCATED:
+                    return decode(reply)
             except (TimeoutError, ClientError, OSError, ProtocolError):
-                pass  # no answer, or garbage: fall back to TCP while time remains
+                pass  # no answer, garbage, or cut short: TCP while time remains
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise ClientError(
@@ -135,7 +153,9 @@ class NativeClient:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         transport, proto = await loop.create_datagram_endpoint(
-            lambda: _UdpExchange(request_id), remote_addr=(self.host, self.port), family=family
+            lambda: _UdpExchange(request_id, self.on_forged),
+            remote_addr=(self.host, self.port),
+            family=family,
         )
         try:
             for attempt_s in self.udp_timeouts_s:
@@ -187,6 +207,14 @@ class NativeClient:
         ):
             raise ClientError(f"site info request failed with RC {reply.header.response_code}")
         return reply.body.site
+
+
+def _digest_matches(request: Message, reply: Message) -> bool:
+    if reply.digest is None:
+        return False
+    if reply.digest.hash_type not in (HashType.SHA1, HashType.SHA256):
+        return False  # MD5 proves nothing a forger could not make
+    return reply.digest == digest_of(request, reply.digest.hash_type)
 
 
 __all__ = ["ClientError", "NativeClient"]

@@ -32,7 +32,9 @@ from node.auth import (
 from node.auth.native.answers import AnswerChecker
 from node.auth.native.remote import HomeServerCheck
 from node.auth.native.sessions import NativeSessions
+from node.client.tree import UpstreamUnavailable
 from node.demo.seed import seed_demo
+from node.docking.service import DockingService
 from node.errors import PortUnavailable
 from node.fronts.health import health_app
 from node.fronts.http import HttpServices, http_app
@@ -47,10 +49,17 @@ from node.fronts.native.server import NativeServer
 from node.resolution.cache.listener import InvalidationListener
 from node.resolution.cache.records import CachePolicy, RecordCache
 from node.resolution.cache.stats import CacheCollector, FrontStats
+from node.resolution.forward.build import (
+    RecursionPolicy,
+    build_forwarding,
+    foreign_keys,
+    routed_reader,
+)
 from node.resolution.prefixes import PrefixRefresher, ServedPrefixes
 from node.resolution.resolver import Resolver
 from node.resolution.site import Site, site_address
 from node.runtime.database import Database, node_database
+from node.runtime.listen import tcp_listener
 from node.runtime.loop import tune_gc
 from node.runtime.metrics import NodeMetrics
 from node.runtime.tls import server_ssl_context
@@ -61,6 +70,9 @@ from node.signing.trust import trust_roots
 from node.writes.service import WriteService
 from protocol.challenge import SeckeyForm
 from protocol.keys import PublicKey
+from protocol.values import HandleValue
+from registry.docking import DockingOutbox
+from registry.errors import DatabaseUnavailable
 
 # Secret-key answer forms built on MD5 (docs/authentication.md), refused when
 # native_accept_md5 is false.
@@ -110,6 +122,8 @@ class Node:
         self._stack = AsyncExitStack()
         self.db: Database | None = None
         self.resolver: Resolver | None = None
+        self.recursion: RecursionPolicy | None = None  # with forwarding: who may use it
+        self.docking: DockingService | None = None  # with an upstream: registering there
         self.admin_port: int | None = None
         self.handle_port: int | None = None
         self.site: Site | None = None
@@ -151,25 +165,37 @@ class Node:
                 self.writes.on_commit = self.cache.invalidate
             if s.demo:
                 self.demo_counts = dict(
-                    await seed_demo(self.db.registry, self.now(), writes=self.writes)
+                    await seed_demo(
+                        self.db.registry,
+                        self.now(),
+                        writes=self.writes,
+                        only_under=s.prefixes,
+                        top_level=s.role == "top-level",
+                    )
                 )
                 log.info("demo data: %s", self.demo_counts)
             await self.resolver.refresh_prefixes()
+            if s.upstream or s.role == "top-level":
+                self._start_forwarding(await asyncio.to_thread(self._trust_roots))
             runner = web.AppRunner(
                 health_app(self.db.registry, self.metrics, s.db_timeout_s), access_log=None
             )
             await runner.setup()
             self._stack.push_async_callback(runner.cleanup)
+
             # With workers (node.serving) a replacement binds its predecessor's admin
             # port while that one still drains: SO_REUSEPORT lets both hold it for that moment.
-            site = web.TCPSite(
-                runner, s.bind, s.admin_port, reuse_address=True, reuse_port=s.workers > 1
-            )
-            await _bind("admin", s.bind, s.admin_port, site.start)
+            async def start_admin() -> None:
+                sock = tcp_listener(s.bind, s.admin_port, reuse_port=s.workers > 1)
+                await web.SockSite(runner, sock).start()
+
+            await _bind("admin", s.bind, s.admin_port, start_admin)
             self.admin_port = _bound_port(runner)
             # HTTP first, so the site info the native front publishes names its port.
             await self._start_http(ssl_context)
             await self._start_native()
+            if s.upstream:
+                self._start_docking()
         except BaseException:
             await self._stack.aclose()
             raise
@@ -199,12 +225,24 @@ class Node:
                 stale_recheck_s=s.cache_stale_recheck_s,
             )
             self.cache = RecordCache(
-                self.db.registry.get_handle_raw, policy, monotonic=self.monotonic, clock=self.clock
+                routed_reader(self.db.registry.get_handle_raw, self.resolver),
+                policy,
+                monotonic=self.monotonic,
+                clock=self.clock,
+                foreign=foreign_keys(self.resolver.served),
+                unavailable=(DatabaseUnavailable, UpstreamUnavailable),
             )
             self.resolver.cache = self.cache
             self.metrics.registry.register(CacheCollector(self.cache, self._front_stats))
             self.metrics.before_scrape.append(self._fold_native_hits)
-        refresher = self.prefix_refresher = PrefixRefresher(self.resolver.refresh_prefixes)
+        resolver = self.resolver
+
+        async def refreshed() -> None:
+            await resolver.refresh_prefixes()
+            if self.docking is not None:
+                self.docking.wake()  # a prefix enabled or disabled: dock or withdraw it
+
+        refresher = self.prefix_refresher = PrefixRefresher(refreshed)
         self._stack.push_async_callback(refresher.stop)
         self.listener = InvalidationListener(
             dsn,
@@ -216,6 +254,20 @@ class Node:
         )
         await self.listener.start()  # coherent before any front answers
         self._stack.push_async_callback(self.listener.stop)
+
+    def _start_forwarding(self, roots: tuple[PublicKey, ...]) -> None:
+        """Prefixes served elsewhere are resolved through the tree (upstream set), and a
+        top-level follows referrals for old clients (node.resolution.forward)."""
+        assert self.resolver is not None
+        self.resolver.forwarding = build_forwarding(
+            self.settings,
+            self.resolver,
+            self.metrics,
+            trust_roots=roots,
+            monotonic=self.monotonic,
+            clock=self.clock,
+        )
+        self.recursion = RecursionPolicy(self.settings.recursion_networks)
 
     def _fold_native_hits(self) -> None:
         """idnode_requests counts every request: add the native replies served from the
@@ -243,6 +295,8 @@ class Node:
         self.resolver.prefix_certs = lambda p: signer.cert_values(p, int(self.clock()))
         if self.writes is not None:
             self.writes.signer = signer
+        if self.docking is not None:
+            self.docking.wake()  # new certificates to publish upstream
 
     def _trust_roots(self) -> tuple[PublicKey, ...]:
         """What the record page verifies against: trust_root_file, else the embedded root."""
@@ -267,6 +321,7 @@ class Node:
             auth=self._native_auth(lambda: handler.site),
             admin=self._native_admin(),
             authorizer=self.authorizer,
+            recursion=self.recursion,
         )
         self.handler = handler
         native = NativeServer(
@@ -296,6 +351,27 @@ class Node:
                 "this node at another address (behind NAT, in a container)",
                 site_address(s),
             )
+
+    def _start_docking(self) -> None:
+        """Register this node's prefixes at the top-level node (node.docking)."""
+        assert self.db is not None and self.handler is not None and self.resolver is not None
+        resolver, handler = self.resolver, self.handler
+
+        def certs(prefix: str) -> tuple[HandleValue, ...]:
+            return resolver.prefix_certs(prefix) if resolver.prefix_certs is not None else ()
+
+        registry = self.db.registry
+        self.docking = DockingService(
+            self.settings,
+            registry,
+            DockingOutbox(registry.pool, target=registry.target),
+            lambda: handler.site,
+            certs,
+            self.metrics,
+            clock=self.clock,
+        )
+        self.docking.start()
+        self._stack.push_async_callback(self.docking.stop)
 
     def _native_auth(self, site: Callable[[], Site]) -> NativeAuth:
         s = self.settings
@@ -365,8 +441,11 @@ class Node:
             self.clock,
             sessions=self.sessions,
             trust_roots=await asyncio.to_thread(self._trust_roots),
-            hot=HotReplies(self.cache) if self.cache is not None else None,
+            hot=None,
+            recursion=self.recursion,
         )
+        if self.cache is not None:
+            self.http.hot = HotReplies(self.cache, self.http.may_recurse)
         extensions = [session_routes(), *self.http_extensions, page_routes]  # catch-all: last
         runner = web.AppRunner(
             http_app(self.http, extensions=extensions),
@@ -375,15 +454,13 @@ class Node:
         )
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(
-            runner,
-            s.bind,
-            s.http_port,
-            reuse_address=True,
-            ssl_context=ssl_context,
-            reuse_port=s.workers > 1,  # the workers of one node share the port (node.serving)
-        )
-        await _bind("HTTP", s.bind, s.http_port, site.start)
+
+        async def start_http() -> None:
+            # The workers of one node share the port (node.serving): SO_REUSEPORT.
+            sock = tcp_listener(s.bind, s.http_port, reuse_port=s.workers > 1)
+            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+
+        await _bind("HTTP", s.bind, s.http_port, start_http)
         self.http_port = _bound_port(runner)
         if ssl_context is not None:
             log.info(

@@ -23,6 +23,16 @@ from protocol.handle import parse_handle, parse_prefix
 
 ENV_PREFIX = "IDNODE_"
 ROLES = ("secondary", "enterprise", "recursive", "top-level")
+SIGNATURE_POLICIES = ("require", "report", "off")
+# Loopback and the private ranges: forwarding is never open to the internet by default.
+PRIVATE_NETWORKS = (
+    "127.0.0.0/8",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "::1/128",
+    "fc00::/7",
+)
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PLAIN_CREDENTIALS = ("loopback", "allow", "refuse")
@@ -175,6 +185,51 @@ def _admins(value: Any) -> tuple[str, ...]:
         except HandleSyntaxError as exc:
             raise ValueError(f"has an admin {a!r} with an invalid handle: {exc}") from None
         out.append(f"{int(index)}:{handle.strip()}")
+    return tuple(out)
+
+
+def _host_port(item: str) -> str:
+    """``HOST:PORT`` or ``[IPv6]:PORT``, normalised to that form."""
+    host, sep, port = item.rpartition(":")
+    host = host.strip()
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"has {item!r}, which is not HOST:PORT ([::1]:2641 for IPv6)")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" in bare and not host.startswith("["):
+        raise ValueError(f"has {item!r}: write an IPv6 address in brackets, [{bare}]:{port}")
+    return f"{host}:{int(port)}"
+
+
+def _upstream(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out = [_str(i).strip() for i in items if _str(i).strip()]
+    srv = [i for i in out if i.lower().startswith("srv:")]
+    if srv:
+        domain = srv[0][4:].strip().rstrip(".")
+        if len(out) > 1 or not domain or any(c in domain for c in "/: "):
+            raise ValueError("is either HOST:PORT[,HOST:PORT...] or one srv:<domain>")
+        return (f"srv:{domain}",)
+    return tuple(_host_port(i) for i in out)
+
+
+def _optional_host_port(value: Any) -> str | None:
+    s = _optional_str(value)
+    return None if s is None else _host_port(s.strip())
+
+
+def _networks(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out = []
+    for item in items:
+        text = _str(item).strip()
+        if not text:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(text, strict=False)))
+        except ValueError:
+            raise ValueError(
+                f"has {text!r}, which is not a network (10.0.0.0/8, fc00::/7)"
+            ) from None
     return tuple(out)
 
 
@@ -332,6 +387,62 @@ class Settings:
         "How long to wait for the home server of an identity held elsewhere to verify a "
         "challenge answer (opcode 201), in seconds.",
         5.0,
+    )
+    upstream: tuple[str, ...] = _setting(
+        _upstream,
+        "Native addresses of the top-level node, HOST:PORT[,HOST:PORT...] tried in order, or "
+        "srv:<domain> to find them in DNS SRV records (_handle._tcp / _handle._udp). Unset: "
+        "no docking and no forwarding.",
+        (),
+    )
+    upstream_dns_server: str | None = _setting(
+        _optional_host_port,
+        "DNS server (HOST:PORT) for srv: upstream lookups. Unset: the system's resolver.",
+    )
+    upstream_timeout_s: float = _setting(
+        _positive_float,
+        "Deadline of one forwarded resolution, across every hop upstream, in seconds.",
+        3.0,
+    )
+    upstream_max_hops: int = _setting(
+        _positive_int,
+        "Referrals and HS_SERV indirections followed to find a prefix's servers before "
+        "giving up (RC 3).",
+        8,
+    )
+    upstream_breaker_failures: int = _setting(
+        _positive_int,
+        "Consecutive failures after which an upstream server is not asked for a while.",
+        5,
+    )
+    upstream_breaker_open_s: float = _setting(
+        _positive_float,
+        "How long an upstream server that kept failing is left alone, in seconds.",
+        30.0,
+    )
+    upstream_retry_max_s: float = _setting(
+        _positive_float,
+        "Longest wait between retries of a docking operation the top-level refused or "
+        "missed, in seconds (backoff doubles up to this).",
+        300.0,
+    )
+    recursion_networks: tuple[str, ...] = _setting(
+        _networks,
+        "Client networks whose requests for prefixes this node does not serve are resolved "
+        "through the tree (native: with RECU set). Others get RC 301. Default: loopback and "
+        "private ranges; never open to all unless listed (0.0.0.0/0, ::/0).",
+        PRIVATE_NETWORKS,
+    )
+    recursion_limit: int = _setting(
+        _positive_int,
+        "Requests arriving with this recursion count or more are not forwarded again (RC 6).",
+        4,
+    )
+    forward_signatures: str = _setting(
+        _choice(SIGNATURE_POLICIES),
+        "Signatures of forwarded records, checked against the trust roots: require (serve "
+        "only records that verify), report (serve, and say whether they verify), off.",
+        "report",
     )
     cache_enabled: bool = _setting(
         _bool,

@@ -30,6 +30,7 @@ RANKS: dict[str, int] = {
     "node.resolution": 7,
     "node.auth": 8,
     "node.writes": 9,
+    "node.docking": 9,
     "node.demo": 10,
     "node.fronts.health": 11,
     "node.fronts.native": 11,

@@ -11,6 +11,7 @@ randomness, so a re-seed writes byte-identical records.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -32,6 +33,7 @@ from node.demo.templates import (
     gtin_check_digit,
     registration_code,
 )
+from protocol.handle import is_under
 from registry.rows import PrefixStatus
 
 Value = dict[str, Any]
@@ -524,13 +526,20 @@ def elevator_handles() -> list[DemoHandle]:
     ]
 
 
-def demo_dataset() -> DemoDataset:
-    """The whole demo: enterprises, prefixes and every handle record, freshly built."""
+def demo_dataset(only_under: Sequence[str] = (), *, top_level: bool = False) -> DemoDataset:
+    """The whole demo: enterprises, prefixes and every handle record, freshly built.
+    ``only_under``: just what lies under these prefixes (one node of a topology: the
+    textile node 88.118, the elevator node 88.119). ``top_level``: a top-level node holds
+    no secondary's identifiers: its own prefixes (``only_under``), owned by the operator,
+    and their admin handles, nothing more."""
+    if top_level:
+        own = [DemoPrefix(p, OPERATOR.credit_code, ENABLED) for p in only_under]
+        return DemoDataset([OPERATOR], own, [admin_handle(p.prefix, OPERATOR) for p in own])
     owners = {e.credit_code: e for e in ENTERPRISES}
     admins = [
         admin_handle(p.prefix, owners[p.credit_code]) for p in PREFIXES if p.status == ENABLED
     ]
-    return DemoDataset(
+    data = DemoDataset(
         enterprises=list(ENTERPRISES),
         prefixes=list(PREFIXES),
         handles=[
@@ -539,4 +548,17 @@ def demo_dataset() -> DemoDataset:
             *textile_handles(),
             *elevator_handles(),
         ],
+    )
+    if not only_under:
+        return data
+
+    def kept(prefix: str) -> bool:
+        return any(is_under(prefix, p) for p in only_under)
+
+    prefixes = [p for p in data.prefixes if kept(p.prefix)]
+    owners_kept = {p.credit_code for p in prefixes}
+    return DemoDataset(
+        [e for e in data.enterprises if e.credit_code in owners_kept],
+        prefixes,
+        [h for h in data.handles if kept(h.handle.partition("/")[0])],
     )

@@ -3,7 +3,7 @@ the Handle REST value shape (the protocol vectors, imports)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,12 +48,17 @@ async def seed_records(
 
 
 async def seed_demo(
-    registry: Registry, now: datetime, *, writes: WriteService | None = None
+    registry: Registry,
+    now: datetime,
+    *,
+    writes: WriteService | None = None,
+    only_under: Sequence[str] = (),
+    top_level: bool = False,
 ) -> Mapping[str, int]:
     """Add whatever of the demo textile and elevator data is missing: enterprises,
     prefixes and records that already exist are left as they are, so an operator's edit
     of a demo record (``88.118/ADMIN``'s secret, say) survives every restart."""
-    data = demo_dataset()
+    data = demo_dataset(only_under, top_level=top_level)
     known = {e.credit_code for e in await registry.list_enterprises()}
     added_enterprises = 0
     for ent in data.enterprises:

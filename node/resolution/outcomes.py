@@ -25,11 +25,18 @@ class Found:
     # None when the reply must not be kept (no cache, served stale, a racing write).
     entry: Entry | None = None
     stale: bool = False
+    # A record fetched from upstream: how its signature checked (node.resolution.forward:
+    # valid, invalid, unsigned, unchecked). None: this node's own record.
+    signature: str | None = None
     response_code: ClassVar[ResponseCode] = ResponseCode.SUCCESS
 
     @property
     def message(self) -> str:
         return ""
+
+    @property
+    def forwarded(self) -> bool:
+        return self.signature is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,57 @@ class InvalidHandle:
         return self.reason
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamFailed:
+    """The handle lives elsewhere and nobody upstream answered in time, with nothing
+    usable cached (RC 3: the client may retry)."""
+
+    handle: str
+    reason: str
+    response_code: ClassVar[ResponseCode] = ResponseCode.SERVER_TOO_BUSY
+
+    @property
+    def message(self) -> str:
+        return f"upstream resolution of {self.handle} failed: {self.reason}"
+
+
+@dataclass(frozen=True, slots=True)
+class Unverified:
+    """A forwarded record whose signature does not verify, refused under
+    ``forward_signatures = require`` (RC 2)."""
+
+    handle: str
+    verdict: str
+    detail: str = ""
+    response_code: ClassVar[ResponseCode] = ResponseCode.ERROR
+
+    @property
+    def message(self) -> str:
+        why = f": {self.detail}" if self.detail else ""
+        return f"the record {self.handle} from upstream is {self.verdict}, not verified{why}"
+
+
+@dataclass(frozen=True, slots=True)
+class RecursionTooDeep:
+    """Forwarding asked for with a recursion count at the limit already (RC 6)."""
+
+    handle: str
+    limit: int
+    response_code: ClassVar[ResponseCode] = ResponseCode.RECURSION_COUNT_TOO_HIGH
+
+    @property
+    def message(self) -> str:
+        return f"recursion count reached {self.limit}: not forwarded again"
+
+
 ResolveResult = (
-    Found | HandleNotFound | ValuesNotFound | NotResponsible | PrefixReferral | InvalidHandle
+    Found
+    | HandleNotFound
+    | ValuesNotFound
+    | NotResponsible
+    | PrefixReferral
+    | InvalidHandle
+    | UpstreamFailed
+    | Unverified
+    | RecursionTooDeep
 )

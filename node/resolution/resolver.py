@@ -7,21 +7,29 @@ wire form (native replies, HTTP statuses, the record page).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from node.client.tree import UpstreamUnavailable, addresses_of, sites_of
 from node.resolution.cache.records import Lookup, RecordCache
+from node.resolution.forward.forwarder import UNCHECKED, VALID, Forwarder
 from node.resolution.outcomes import (
     Found,
     HandleNotFound,
     InvalidHandle,
     NotResponsible,
     PrefixReferral,
+    RecursionTooDeep,
     ResolveResult,
+    Unverified,
+    UpstreamFailed,
     ValuesNotFound,
 )
 from node.resolution.prefixes import ServedPrefixes
 from node.secrets.vault import is_seckey, shown
+from protocol.codes import ResponseCode
 from protocol.errors import HandleSyntaxError
 from protocol.handle import NA_PREFIX, Handle, normalise, parse_handle, prefix_ancestors
 from protocol.values import HandleValue, select_values
@@ -29,6 +37,17 @@ from registry.store import Registry
 
 if TYPE_CHECKING:
     from node.resolution.site import Site
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarding:
+    """How this node resolves what it does not serve (node.resolution.forward)."""
+
+    forwarder: Forwarder
+    policy: str  # forward_signatures: require, report, off
+    timeout_s: float
+    recursion_limit: int
+
 
 # Values on a parent prefix record that delegate its derived prefixes (docs/protocol.md).
 _DELEGATION_TYPES = ("HS_SITE.PREFIX", "HS_SERV.PREFIX")
@@ -47,6 +66,8 @@ class Resolver:
         self.served = served
         self.cache = cache
         self.site = site  # set once the fronts are bound and the site's ports known
+        # Set when the node has an upstream: resolution of prefixes served elsewhere.
+        self.forwarding: Forwarding | None = None
         # HS_CERT values for a synthesized 0.NA/<prefix> record (node.signing.signer), if signing.
         self.prefix_certs: Callable[[str], tuple[HandleValue, ...]] | None = None
 
@@ -64,12 +85,18 @@ class Resolver:
         public_only: bool = False,
         refer: bool = True,
         fresh: bool = False,
+        forward: bool = False,
+        recursion: int = 0,
+        chase: bool = False,
     ) -> ResolveResult:
         """Look a handle up and apply the index/type filter (a union) and, when asked,
         drop values without public read permission. ``now`` (unix seconds) stamps
         synthesized records. ``refer=False`` (the DNRF flag) turns a prefix referral
         into "not found". ``fresh`` reads the registry, not the cache (the REST API's
-        ``auth=true``)."""
+        ``auth=true``). ``forward``: the caller may be answered through the tree for a
+        prefix not served here (its request came ``recursion`` hops already); with
+        ``chase`` too, a prefix referral is followed here rather than returned (clients
+        older than 2.10 do not follow RC 303)."""
         if isinstance(handle, str):
             text = handle
             try:
@@ -78,6 +105,10 @@ class Resolver:
                 return InvalidHandle(text, exc.message)
         prefix = handle.owning_prefix
         if not self.served.serves(prefix):
+            if forward and self.forwarding is not None:
+                if recursion >= self.forwarding.recursion_limit:
+                    return RecursionTooDeep(handle.text, self.forwarding.recursion_limit)
+                return await self._forwarded(handle, indexes, types, public_only)
             return NotResponsible(handle.text, prefix, self.served.why_not_served(prefix))
         found = await self._lookup(handle.key, fresh)
         entry = found.entry
@@ -88,6 +119,8 @@ class Resolver:
             synthesized = self._prefix_record(handle.owning_prefix)
             if synthesized is None:
                 referral = await self._referral(handle, refer)
+                if referral is not None and chase and forward and self.forwarding is not None:
+                    return await self._chased(handle, referral, indexes, types)
                 return referral or HandleNotFound(handle.text)
             # Synthesized from settings and keys, not from a row: never kept.
             stored, version, entry = synthesized, 0, None
@@ -102,6 +135,60 @@ class Resolver:
             return ValuesNotFound(handle.text, entry)
         registered_as = record.handle if record is not None else handle.text
         return Found(handle.text, registered_as, tuple(values), version, entry, found.stale)
+
+    async def _forwarded(
+        self, handle: Handle, indexes: Sequence[int], types: Sequence[str], public_only: bool
+    ) -> ResolveResult:
+        fwd = self.forwarding
+        assert fwd is not None
+        try:
+            if self.cache is not None:
+                # One deadline for this client, whoever else waits on the same fetch.
+                found = await asyncio.wait_for(self.cache.get(handle.key), fwd.timeout_s)
+            else:
+                found = Lookup(await fwd.forwarder.fetch(handle.key), None)
+        except UpstreamUnavailable as exc:
+            return UpstreamFailed(handle.text, str(exc))
+        except TimeoutError:
+            return UpstreamFailed(handle.text, f"no answer within {fwd.timeout_s:g} s")
+        raw = found.raw
+        if raw is None:
+            return HandleNotFound(handle.text, found.entry)
+        verdict = getattr(raw, "signature", None) or UNCHECKED
+        # Identifier records carry the signatures the policy is about; the 0.NA records
+        # naming a prefix's servers are the tree's own, unsigned by design.
+        if fwd.policy == "require" and verdict != VALID and not handle.is_prefix_record:
+            return Unverified(handle.text, verdict, getattr(raw, "detail", ""))
+        values = select_values(found.decoded(), indexes, types)
+        if public_only:
+            values = [v for v in values if v.public_read]
+        if not values:
+            return ValuesNotFound(handle.text, found.entry)
+        return Found(
+            handle.text, raw.handle, tuple(values), 0, found.entry, found.stale, signature=verdict
+        )
+
+    async def _chased(
+        self,
+        handle: Handle,
+        referral: PrefixReferral,
+        indexes: Sequence[int],
+        types: Sequence[str],
+    ) -> ResolveResult:
+        """Follow a prefix referral here, for a client that cannot: ask the referred
+        sites for the record (not kept: it answers one old client)."""
+        fwd = self.forwarding
+        assert fwd is not None
+        servers = addresses_of(sites_of(referral.values), handle.text)
+        deadline = fwd.forwarder.monotonic() + fwd.timeout_s
+        try:
+            answer = await fwd.forwarder.asker.ask(servers, handle.text, types, deadline)
+        except UpstreamUnavailable as exc:
+            return UpstreamFailed(handle.text, str(exc))
+        if answer.response_code != ResponseCode.SUCCESS:
+            return HandleNotFound(handle.text)
+        values = select_values(answer.values, indexes, types)
+        return Found(handle.text, answer.handle, tuple(values), 0, signature=UNCHECKED)
 
     async def _lookup(self, key: str, fresh: bool = False) -> Lookup:
         if self.cache is None or fresh:

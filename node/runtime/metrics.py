@@ -88,6 +88,49 @@ class NodeMetrics:
             ["front"],
             registry=registry,
         )
+        # Forwarding (node.resolution.forward) and docking (node.docking).
+        self.forwarded = Counter(
+            "idnode_forwarded_requests",
+            "Requests for prefixes served elsewhere, by outcome (answered, not_found, "
+            "upstream_failed, unverified, recursion, refused: client not allowed recursion)",
+            ["front", "result"],
+            registry=registry,
+        )
+        self.upstream_exchanges = Histogram(
+            "idnode_upstream_exchange_seconds",
+            "Queries sent upstream (to the top-level or a prefix's servers), by result",
+            ["result"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+        self.forged_replies = Counter(
+            "idnode_upstream_forged_replies",
+            "Replies from upstream discarded as not answering our request, by what differed",
+            ["mismatch"],
+            registry=registry,
+        )
+        self.forward_signatures = Counter(
+            "idnode_forwarded_signatures",
+            "Records fetched from upstream, by how their signature checked",
+            ["verdict"],
+            registry=registry,
+        )
+        self.upstream_breakers_open = Gauge(
+            "idnode_upstream_breakers_open",
+            "Upstream servers not asked for now after failing repeatedly",
+            registry=registry,
+        )
+        self.docking_operations = Counter(
+            "idnode_docking_operations",
+            "Docking operations sent to the top-level node, by action and result",
+            ["action", "result"],
+            registry=registry,
+        )
+        self.docking_outbox = Gauge(
+            "idnode_docking_outbox_depth",
+            "Docking operations waiting to be acknowledged by the top-level node",
+            registry=registry,
+        )
 
     def count_request(self, front: str, op: str, rc: str) -> None:
         """``requests.labels(front, op, rc).inc()``, the labelled child looked up once:

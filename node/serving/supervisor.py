@@ -200,7 +200,13 @@ async def prepare(settings: Settings, db: Database, now: datetime) -> None:
         signer = await asyncio.to_thread(build_signer, settings, int(now.timestamp()))
     if settings.demo:
         writes = WriteService(db.registry, vault=vault, signer=signer)
-        counts = await seed_demo(db.registry, now, writes=writes)
+        counts = await seed_demo(
+            db.registry,
+            now,
+            writes=writes,
+            only_under=settings.prefixes,
+            top_level=settings.role == "top-level",
+        )
         log.info("demo data: %s", counts)
 
 

@@ -3,12 +3,11 @@ VERIFY_CHALLENGE, certified (docs/authentication.md, "Verification").
 
 An identity this node does not hold lives on the server its prefix record names: the
 identity's ``0.NA/<prefix>`` record (HS_SITE), or the HS_SITE.PREFIX values of the
-nearest ancestor that delegates it, found as a resolution here finds them. The server
-the site's hash rule picks for the identity is asked over TCP (an answer and its
-digest do not always fit a datagram); its reply counts only when signed by that
-server's HS_SITE key and it answers our request. A site that cannot be reached makes
-the answer unproven, never valid. (HS_SERV indirection and the search through the
-top-level node belong to docking: docs/idis.md.)
+nearest ancestor that delegates it, found as a resolution here finds them (through the
+tree when this node forwards). The server the site's hash rule picks for the identity
+is asked over TCP (an answer and its digest do not always fit a datagram); its reply
+counts only when signed by that server's HS_SITE key and it answers our request. A
+site that cannot be reached makes the answer unproven, never valid.
 
 Each check is one outgoing exchange with a deadline, and at most ``max_concurrent``
 run at once: a stream of answers naming foreign identities costs us no more.
@@ -20,11 +19,12 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
 from node.client.native import ClientError, NativeClient
+from node.client.tree import sites_of
 from node.resolution.outcomes import Found, PrefixReferral
 from node.resolution.resolver import Resolver
 from protocol.authbodies import VerifyChallengeReply, VerifyChallengeRequest
@@ -34,12 +34,10 @@ from protocol.handle import parse_handle
 from protocol.keys import decode_public_key
 from protocol.message import Envelope, Header, Message
 from protocol.structured import InterfaceProtocol, ServerInfo, SiteInfo
-from protocol.values import HandleValue
 
 log = logging.getLogger("idnode.auth")
 
 NA_PREFIX = "0.NA"
-_SITE_TYPES = ("HS_SITE", "HS_SITE.PREFIX")
 MAX_SITES_TRIED = 4
 
 
@@ -80,9 +78,13 @@ class HomeServerCheck:
             prefix = parse_handle(handle).owning_prefix
         except HandleSyntaxError:
             return []
-        found = await self.resolver.resolve(f"{NA_PREFIX}/{prefix}", (), _SITE_TYPES, self.clock())
+        # Through the tree when this node forwards (node.resolution.forward); else from
+        # the prefix records it holds.
+        found = await self.resolver.resolve(
+            f"{NA_PREFIX}/{prefix}", (), (), self.clock(), forward=True
+        )
         if isinstance(found, Found | PrefixReferral):
-            return _sites(found.values)
+            return sites_of(found.values)
         return []
 
     async def _ask(self, server: ServerInfo, body: VerifyChallengeRequest) -> bool:
@@ -110,13 +112,3 @@ class HomeServerCheck:
         if not isinstance(reply.body, VerifyChallengeReply):
             raise ClientError("the home server's reply is not a verification")
         return reply.body.valid
-
-
-def _sites(values: Sequence[HandleValue]) -> list[SiteInfo]:
-    sites = []
-    for value in values:
-        try:
-            sites.append(SiteInfo.from_wire(value.data))
-        except ProtocolError:
-            continue  # a broken site value is skipped, as the reference skips it
-    return sorted(sites, key=lambda s: not s.primary)

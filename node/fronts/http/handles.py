@@ -21,7 +21,8 @@ from node.fronts.http.errors import ApiError, http_status
 from node.fronts.http.hot import HotReply, shape_of
 from node.fronts.http.reply import NO_STORE, Style, cache_control, json_bytes, render
 from node.fronts.http.services import HttpServices, services
-from node.resolution.outcomes import Found, PrefixReferral, ValuesNotFound
+from node.resolution.forward.build import count_forwarding
+from node.resolution.outcomes import Found, PrefixReferral, Unverified, ValuesNotFound
 from node.writes.service import ValuesMissing
 from protocol.codes import Permission, TTLType
 from protocol.codes import ResponseCode as RC
@@ -32,6 +33,8 @@ from protocol.values import HandleValue
 from registry.errors import Conflict, NotFound, RegistryError, UnknownPrefix
 
 PATH_PREFIX = "/api/handles/"
+SIGNATURE_HEADER = "X-Idnode-Signature"
+
 # Plain ints: IntFlag arithmetic costs microseconds per value on the hot GET path.
 PUBLIC_READ = int(Permission.PUBLIC_READ)
 ADMIN_READ = int(Permission.ADMIN_READ)
@@ -65,7 +68,7 @@ async def get_handle(request: web.Request) -> web.Response:
     if shape is not None:
         assert hot is not None
         started = perf_counter()
-        resp = hot.lookup(*shape)
+        resp = hot.lookup(*shape, request.remote)
         if resp is not None:
             hot.stats.observe(perf_counter() - started)
             return resp
@@ -83,12 +86,15 @@ async def get_handle(request: web.Request) -> web.Response:
     # not ask for publicOnly); anonymous callers never get more.
     public_only = params.flag(q, "publicOnly", identity is None) or identity is None
     now = svc.clock()
+    forward = svc.may_recurse(request.remote)
     result = await svc.resolver.resolve(
-        text, indexes, types, now, public_only=False, refer=refer, fresh=fresh
+        text, indexes, types, now, public_only=False, refer=refer, fresh=fresh, forward=forward
     )
+    if svc.recursion is not None:
+        count_forwarding(svc.metrics, "http", result, forward)
     private_reply = identity is not None
     match result:
-        case Found(values=found, entry=entry):
+        case Found(values=found, entry=entry, signature=verdict):
             values = await _readable(svc, identity, text, found, public_only)
             rc = RC.SUCCESS if values else RC.VALUES_NOT_FOUND
             private_reply = private_reply or any(not v.permissions & PUBLIC_READ for v in values)
@@ -103,6 +109,8 @@ async def get_handle(request: web.Request) -> web.Response:
                 )
             cc = cache_control(values, now, private=private_reply)
             status = http_status(rc, resolution=True)
+            # A record from upstream says how its signature checked (forward_signatures).
+            extra = {SIGNATURE_HEADER: verdict} if verdict is not None else None
             if (
                 shape is not None
                 and entry is not None
@@ -110,8 +118,11 @@ async def get_handle(request: web.Request) -> web.Response:
                 and not _absolute_ttl(values)
             ):
                 assert hot is not None
-                hot.keep(shape[0], entry, HotReply(status, int(rc), json_bytes(body, style), cc))
-            return render(body, status=status, style=style, headers={"Cache-Control": cc})
+                reply = HotReply(status, int(rc), json_bytes(body, style), cc, extra)
+                hot.keep(shape[0], entry, reply)
+            return render(
+                body, status=status, style=style, headers={"Cache-Control": cc, **(extra or {})}
+            )
         case ValuesNotFound(entry=entry):
             body = {
                 "responseCode": int(result.response_code),
@@ -136,6 +147,9 @@ async def get_handle(request: web.Request) -> web.Response:
                 "message": result.message,
             }
             return render(body, status=300, style=style, headers={"Cache-Control": NO_STORE})
+        case Unverified():
+            # What upstream sent does not verify: a bad gateway, not our error.
+            raise ApiError(result.response_code, result.message, handle=text, status=502)
         case _:
             raise ApiError(result.response_code, result.message, handle=text)
 

@@ -10,6 +10,8 @@ resolver, no JSON encoding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiohttp import web
 
 from node.fronts.http import params
@@ -25,7 +27,14 @@ class HotReply:
     __slots__ = ("body", "cache_control", "entry", "headers", "rc", "status")
     entry: Entry
 
-    def __init__(self, status: int, rc: int, body: bytes, cache_control: str):
+    def __init__(
+        self,
+        status: int,
+        rc: int,
+        body: bytes,
+        cache_control: str,
+        extra: dict[str, str] | None = None,
+    ):
         self.status = status
         self.rc = rc
         self.body = body  # the JSON, before any JSONP wrapping
@@ -37,7 +46,8 @@ class HotReply:
             headers = _headers(f"{JSON_TYPE}; charset=utf-8", cache_control)
             if len(_SHARED) < _SHARED_MAX:
                 _SHARED[cache_control] = headers
-        self.headers = headers
+        # A forwarded record's reply says how its signature checked: its own headers.
+        self.headers = {**headers, **extra} if extra else headers
 
     def nbytes(self) -> int:
         return len(self.body) + len(self.cache_control)
@@ -83,18 +93,23 @@ def shape_of(request: web.Request) -> tuple[bytes, str | None] | None:
 
 
 class HotReplies:
-    def __init__(self, cache: RecordCache):
+    def __init__(self, cache: RecordCache, may_recurse: Callable[[str | None], bool]):
         self.cache = cache
         self.replies = cache.reply_map("http")
         self.stats = FrontStats()
+        self.may_recurse = may_recurse
 
-    def lookup(self, shape: bytes, callback: str | None) -> web.Response | None:
+    def lookup(
+        self, shape: bytes, callback: str | None, remote: str | None = None
+    ) -> web.Response | None:
         reply = self.replies.get(shape)
         if reply is None:
             return None
         entry = reply.entry
         if entry.expires <= self.cache.monotonic():
             return None
+        if entry.foreign and not self.may_recurse(remote):
+            return None  # from upstream: for clients allowed recursion only
         self.cache.touch(entry)
         self.stats.hit(reply.rc)
         return _response(reply, callback)

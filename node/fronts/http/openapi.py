@@ -247,7 +247,8 @@ def _errors(*statuses: int) -> dict[str, Schema]:
         415: "body is not JSON",
         429: "too many failed authentications (Retry-After)",
         500: "internal error (RC 2)",
-        503: "registry unavailable (RC 3)",
+        502: "a record from upstream that does not verify, under forward_signatures=require (RC 2)",
+        503: "registry or upstream unavailable (RC 3)",
     }
     out = {str(s): _json("ErrorReply", meaning[s]) for s in statuses}
     out["default"] = _json("ErrorReply", "any other error: a Handle response code and a message")
@@ -372,9 +373,18 @@ def openapi_document() -> dict[str, Any]:
                 *COMMON,
             ],
             "responses": {
-                "200": _json("ResolutionReply", "values (RC 1), or none match (RC 200)"),
+                "200": {
+                    **_json("ResolutionReply", "values (RC 1), or none match (RC 200)"),
+                    "headers": {
+                        "X-Idnode-Signature": {
+                            "description": "a record resolved through the tree (a prefix "
+                            "served elsewhere): how its signature checked",
+                            "schema": {"enum": ["valid", "invalid", "unsigned", "unchecked"]},
+                        }
+                    },
+                },
                 "300": _json("ResolutionReply", "prefix referral (RC 303)"),
-                **_errors(400, 401, 403, 404, 429, 500, 503),
+                **_errors(400, 401, 403, 404, 429, 500, 502, 503),
             },
         },
         "put": {

@@ -22,6 +22,7 @@ from node.auth import (
 from node.auth.handleauth import session_id_of
 from node.fronts.http.errors import ApiError
 from node.fronts.http.hot import HotReplies
+from node.resolution.forward.build import RecursionPolicy
 from node.resolution.resolver import Resolver
 from node.runtime.metrics import NodeMetrics
 from node.settings import Settings
@@ -45,6 +46,12 @@ class HttpServices:
     # Keys the record page verifies signatures against (node.signing.signer.trust_roots).
     trust_roots: tuple[PublicKey, ...] = ()
     hot: HotReplies | None = None  # ready-to-send resolution replies (the cache is on)
+    # Who may be answered through the tree for prefixes served elsewhere (None: this node
+    # does not forward).
+    recursion: RecursionPolicy | None = None
+
+    def may_recurse(self, remote: str | None) -> bool:
+        return self.recursion is not None and self.recursion.allows(remote)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

@@ -26,6 +26,7 @@ from node.fronts.native.auth import AnswerFailed, NativeAuth, Refusal, Unwrapped
 from node.fronts.native.peer import Peer
 from node.resolution.cache.records import Entry, RecordCache
 from node.resolution.cache.stats import FrontStats
+from node.resolution.forward.build import RecursionPolicy, count_forwarding
 from node.resolution.outcomes import Found, HandleNotFound, PrefixReferral, ValuesNotFound
 from node.resolution.resolver import Resolver
 from node.resolution.site import Site
@@ -76,6 +77,10 @@ class NativeReply(ReplyTemplate):
         return len(self.head)  # the tail, if any, is the entry's own wire bytes
 
 
+def _host(peer: Peer) -> str | None:
+    return peer.address[0] if peer.address is not None else None
+
+
 def _op_name(opcode: int) -> str:
     try:
         return OpCode(opcode).name.lower()
@@ -95,6 +100,7 @@ class NativeHandler:
         auth: NativeAuth | None = None,
         admin: NativeAdmin | None = None,
         authorizer: Authorizer | None = None,
+        recursion: RecursionPolicy | None = None,
     ):
         self.resolver = resolver
         self.site = site
@@ -103,6 +109,9 @@ class NativeHandler:
         self.auth = auth
         self.admin = admin
         self.authorizer = authorizer
+        # Who may be answered through the tree for prefixes served elsewhere (None: no
+        # forwarding on this node).
+        self.recursion = recursion
         # Ready-to-send resolution replies, shared by the UDP and TCP fronts (same bytes).
         self.cache = cache
         self.replies = cache.reply_map("native") if cache is not None else None
@@ -122,6 +131,9 @@ class NativeHandler:
             }
             if admin is not None:
                 self.operations |= dict.fromkeys(ADMIN_OPCODES, self.op_admin)
+
+    def may_recurse(self, host: str | None) -> bool:
+        return self.recursion is not None and self.recursion.allows(host)
 
     @property
     def serial(self) -> int:
@@ -250,6 +262,7 @@ class NativeHandler:
             # Teleinfo's id-pointer-sdk appends 4 bytes after the type list; the reference
             # ignores them, so do we (and count them).
             self.metrics.trailing_bytes.labels(peer.transport).inc()
+        recurse = OpFlag.RECU in flags and self.may_recurse(_host(peer))
         result = await self.resolver.resolve(
             body.handle,
             body.indexes,
@@ -257,7 +270,14 @@ class NativeHandler:
             now,
             public_only=OpFlag.PUBL in flags,
             refer=OpFlag.DNRF not in flags,
+            forward=recurse,
+            recursion=request.header.recursion,
+            # RC 303 exists from 2.5, and clients follow it from 2.10: resolve a referral
+            # here for an older one (docs/idis.md).
+            chase=request.envelope.version < (2, 10),
         )
+        if self.recursion is not None:
+            count_forwarding(self.metrics, peer.transport, result, recurse)
         rc = result.response_code
         entry: Entry | None = None
         private = False
@@ -307,7 +327,9 @@ class NativeHandler:
         assert self.authorizer is not None
         return await self.authorizer.readable(identity, handle, values, public_only=False)
 
-    def cached_reply(self, data: bytes, transport: str) -> bytearray | None:
+    def cached_reply(
+        self, data: bytes, transport: str, address: tuple[str, int] | None = None
+    ) -> bytearray | None:
         """The hot path: the ready-to-send reply to ``data`` if one is cached and fresh,
         fitted to this request; None to take the full path. (The UDP front inlines
         these steps: there, each call and attribute lookup saved is measurable.)"""
@@ -324,6 +346,8 @@ class NativeHandler:
         assert self.cache is not None
         if entry.expires <= self.cache.monotonic():
             return None
+        if entry.foreign and not self.may_recurse(address[0] if address else None):
+            return None  # from upstream: for clients allowed recursion only
         self.cache.touch(entry)
         self.front_stats[transport].hit(hit.rc)
         return hit.fit(data, self.clock())  # type: ignore[no-any-return]

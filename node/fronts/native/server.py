@@ -26,6 +26,7 @@ from time import perf_counter
 
 from node.fronts.native.handler import NativeHandler, Reply
 from node.fronts.native.peer import Connection, Peer
+from node.runtime.listen import tcp_listener
 from node.runtime.metrics import NodeMetrics
 from protocol.errors import ProtocolError
 from protocol.fragment import MAX_DATAGRAM_BYTES, Reassembler, fragment_encoded
@@ -76,6 +77,7 @@ class UdpFront(asyncio.DatagramProtocol):
         self._wall = handler.clock
         self._stats = handler.front_stats["udp"]
         self._hits = self._stats.hits
+        self._recurses = handler.may_recurse
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -88,7 +90,12 @@ class UdpFront(asyncio.DatagramProtocol):
         if replies:
             shape = resolution_shape(data)
             hit = replies.get(shape) if shape is not None else None
-            if hit is not None and hit.entry.expires > self._monotonic():
+            if (
+                hit is not None
+                and hit.entry.expires > self._monotonic()
+                # A record from upstream goes only to clients allowed recursion.
+                and (not hit.entry.foreign or self._recurses(addr[0]))
+            ):
                 started = perf_counter()
                 self._touch(hit.entry.key)  # type: ignore[misc]
                 self._hits[hit.rc] = self._hits.get(hit.rc, 0) + 1
@@ -188,7 +195,7 @@ class TcpFront:
                     return
                 data = envelope + rest
                 started = perf_counter()
-                cached = self.handler.cached_reply(data, "tcp")
+                cached = self.handler.cached_reply(data, "tcp", peer.address)
                 if cached is not None:
                     writer.write(cached)
                     self.handler.front_stats["tcp"].observe(perf_counter() - started)
@@ -260,11 +267,7 @@ class NativeServer:
         try:
             self._tcp_server = await asyncio.start_server(
                 self.tcp.serve_connection,
-                host,
-                bound,
-                family=family,
-                reuse_address=True,
-                reuse_port=self._reuse_port,
+                sock=tcp_listener(host, bound, reuse_port=self._reuse_port),
                 limit=MAX_MESSAGE_BYTES + ENVELOPE_BYTES,
             )
         except OSError as exc:

@@ -17,6 +17,12 @@ recreated handle starts again at 1. When the listener drops, notifications may b
 fronts' replies are dropped and rows are kept only as stale candidates until the
 listener is back and everything is flushed.
 
+Records from upstream. A key of a prefix served elsewhere is read from upstream
+(node.resolution.forward) rather than the registry: such an entry is ``foreign``. No
+notification ever concerns it, so coherence does not gate it (a flush keeps it, the
+listener being down does not stop its hits); its TTL alone bounds it, and when upstream
+cannot be reached it is served stale like a registry row, each source tracked apart.
+
 Policy. Freshness is the smallest TTL among the record's values, capped; not-found is
 cached for a short TTL (a creation notifies and drops it). Entries and bytes are
 bounded, least recently used out first. Concurrent misses for one key make one read.
@@ -81,9 +87,19 @@ class Entry:
     reads like a ``RawRecord`` (``handle``, ``wire``, ``version``, ``decoded``): a million
     of these are the cache, so there is no second object per row."""
 
-    __slots__ = ("expires", "handle", "key", "live", "replies", "version", "wire")
+    __slots__ = (
+        "expires",
+        "foreign",
+        "handle",
+        "key",
+        "live",
+        "replies",
+        "signature",
+        "version",
+        "wire",
+    )
 
-    def __init__(self, key: str, raw: RawRecord | None, expires: float):
+    def __init__(self, key: str, raw: RawRecord | None, expires: float, foreign: bool = False):
         self.key = key
         # Registered spellings are usually the key itself: share the string.
         self.handle = key if raw is None or raw.handle == key else raw.handle
@@ -94,6 +110,13 @@ class Entry:
         # Flat (map, shape, map, shape...): a tuple of two costs less than a list of one
         # pair, times a million entries.
         self.replies: tuple[Any, ...] | None = None
+        # Fetched from upstream (node.resolution.forward), not read from the registry:
+        # no notification ever invalidates it, so its TTL alone bounds it, and a front
+        # serves it only to clients allowed recursion.
+        self.foreign = foreign
+        # For a foreign record: how its signature checked ("valid", "invalid", "unsigned",
+        # "unchecked"); None for a local one.
+        self.signature: str | None = getattr(raw, "signature", None)
 
     @property
     def raw(self) -> Entry | None:
@@ -159,8 +182,14 @@ class RecordCache:
         *,
         monotonic: Callable[[], float] = time.monotonic,
         clock: Callable[[], float] = time.time,
+        foreign: Callable[[str], bool] = lambda key: False,
+        unavailable: tuple[type[Exception], ...] = (DatabaseUnavailable,),
     ):
         self._read = read
+        # Which keys ``read`` answers from upstream rather than the registry, and the
+        # errors meaning "the source cannot be reached" (serve stale then).
+        self._foreign = foreign
+        self._unavailable = unavailable
         self.policy = policy
         self.monotonic = monotonic
         self.clock = clock  # wall clock, for values with an absolute TTL
@@ -170,8 +199,10 @@ class RecordCache:
         self.stats = CacheStats()
         self._maps: dict[str, ReplyMap] = {}
         self._flights: dict[str, _Flight] = {}
-        self._down_until = 0.0  # registry failed: serve stale without asking until then
-        self._serving_stale = False
+        # Per source (registry: False, upstream: True): failed, so serve stale without
+        # asking again until then.
+        self._down_until = {False: 0.0, True: 0.0}
+        self._serving_stale = {False: False, True: False}
         self._watchers: dict[str, list[asyncio.Future[None]]] = {}
 
     # -- lookups -------------------------------------------------------------------
@@ -179,7 +210,7 @@ class RecordCache:
     async def get(self, key: str) -> Lookup:
         now = self.monotonic()
         entry = self.entries.get(key)
-        if entry is not None and self.coherent and entry.expires > now:
+        if entry is not None and (self.coherent or entry.foreign) and entry.expires > now:
             self.entries.move_to_end(key)
             self.stats.hits += 1
             if entry.wire is None:
@@ -198,36 +229,39 @@ class RecordCache:
         return await asyncio.shield(flight.task)
 
     async def _fill(self, key: str, flight: _Flight) -> Lookup:
+        foreign = self._foreign(key)
+        source = "upstream" if foreign else "registry"
         try:
-            if self.monotonic() < self._down_until:
+            if self.monotonic() < self._down_until[foreign]:
                 stale = self._stale(key)
                 if stale is not None:
                     return stale
             self.stats.reads += 1
             try:
                 raw = await self._read(key)
-            except DatabaseUnavailable as exc:
-                self._down_until = self.monotonic() + self.policy.stale_recheck_s
+            except self._unavailable as exc:
+                self._down_until[foreign] = self.monotonic() + self.policy.stale_recheck_s
                 stale = self._stale(key)
                 if stale is None:
                     raise
-                if not self._serving_stale:
-                    self._serving_stale = True
+                if not self._serving_stale[foreign]:
+                    self._serving_stale[foreign] = True
                     log.warning(
-                        "registry unreachable (%s): serving cached records past their TTL "
+                        "%s unreachable (%s): serving cached records past their TTL "
                         "for up to %.0f s",
+                        source,
                         type(exc).__name__,
                         self.policy.stale_max_s,
                     )
                 return stale
         finally:
             del self._flights[key]
-        if self._serving_stale:
-            self._serving_stale = False
-            log.info("registry reachable again: stale answers stopped")
-        self._down_until = 0.0
+        if self._serving_stale[foreign]:
+            self._serving_stale[foreign] = False
+            log.info("%s reachable again: stale answers stopped", source)
+        self._down_until[foreign] = 0.0
         values = raw.decoded() if raw is not None else None
-        if flight.poisoned or not self.coherent:
+        if not foreign and (flight.poisoned or not self.coherent):
             return Lookup(raw, None, values=values)
         ttl = self._ttl(values)
         if ttl <= 0:
@@ -235,7 +269,7 @@ class RecordCache:
             return Lookup(raw, None, values=values)
         # Not poisoned: no write to this key was heard of since the read began, so the
         # row read is at least as new as any entry it replaces (an expired or stale one).
-        entry = self._insert(key, raw, ttl)
+        entry = self._insert(key, raw, ttl, foreign)
         return Lookup(raw, entry, values=values)
 
     def _stale(self, key: str) -> Lookup | None:
@@ -260,9 +294,9 @@ class RecordCache:
 
     # -- storing -------------------------------------------------------------------
 
-    def _insert(self, key: str, raw: RawRecord | None, ttl: float) -> Entry:
+    def _insert(self, key: str, raw: RawRecord | None, ttl: float, foreign: bool = False) -> Entry:
         self._drop(key)
-        entry = Entry(key, raw, self.monotonic() + ttl)
+        entry = Entry(key, raw, self.monotonic() + ttl, foreign)
         self.entries[key] = entry
         self.bytes += entry.nbytes()
         self._evict()
@@ -275,7 +309,7 @@ class RecordCache:
     def add_reply(self, replies: ReplyMap, shape: bytes, entry: Entry, reply: Kept) -> bool:
         """Keep a reply built from ``entry`` (False: not kept). A reply is kept only
         while its entry is the live one for its handle and the cache is coherent."""
-        if not entry.live or not self.coherent or shape in replies:
+        if not entry.live or not (self.coherent or entry.foreign) or shape in replies:
             return False
         if entry.replies is None:
             entry.replies = (replies, shape)
@@ -332,15 +366,17 @@ class RecordCache:
                     fut.set_result(None)
 
     def flush(self) -> None:
-        """Forget everything (notifications may have been lost)."""
+        """Forget every registry row (notifications may have been lost); records from
+        upstream stay, bounded by their TTLs alone, but lose their kept replies."""
         for flight in self._flights.values():
             flight.poisoned = True
+        for key in [k for k, e in self.entries.items() if not e.foreign]:
+            self.entries.pop(key).live = False
         for entry in self.entries.values():
-            entry.live = False
-        self.entries.clear()
+            entry.replies = None
         for replies in self._maps.values():
             replies.clear()
-        self.bytes = 0
+        self.bytes = sum(e.nbytes() for e in self.entries.values())
         self.stats.flushes += 1
 
     def set_coherent(self, coherent: bool) -> None:

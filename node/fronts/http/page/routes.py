@@ -75,6 +75,7 @@ class Resolved:
     registered_as: str
     values: tuple[HandleValue, ...]  # public values of the last one, index order
     withheld: tuple[HandleValue, ...] = ()  # its other values: never shown, only counted
+    forwarded: bool = False  # fetched from the prefix's own node, through the tree
 
 
 def page_routes(app: web.Application) -> None:
@@ -138,16 +139,20 @@ def redirect_target(values: tuple[HandleValue, ...]) -> str | None:
     return None
 
 
-async def resolve_following_aliases(svc: HttpServices, text: str, now: float) -> Resolved:
+async def resolve_following_aliases(
+    svc: HttpServices, text: str, now: float, *, forward: bool = False
+) -> Resolved:
     """Resolve ``text``; while the record holds a public HS_ALIAS value, resolve the
     handle it names instead. Failures are ApiErrors echoing the asked handle."""
     chain = [text]
     seen = {normalise(text)}
+    forwarded = False
     while True:
         current = chain[-1]
-        result = await svc.resolver.resolve(current, (), (), now)
+        result = await svc.resolver.resolve(current, (), (), now, forward=forward)
         match result:
-            case Found(values=found, registered_as=registered_as):
+            case Found(values=found, registered_as=registered_as, signature=verdict):
+                forwarded = verdict is not None
                 values = tuple(sorted((v for v in found if v.public_read), key=lambda v: v.index))
                 withheld = tuple(v for v in found if not v.public_read)
             case ValuesNotFound():
@@ -156,7 +161,7 @@ async def resolve_following_aliases(svc: HttpServices, text: str, now: float) ->
                 raise _resolution_error(result, text, chain)
         alias = next((v for v in values if v.type.upper() == ALIAS_TYPE), None)
         if alias is None:
-            return Resolved(tuple(chain), registered_as, values, withheld)
+            return Resolved(tuple(chain), registered_as, values, withheld, forwarded)
         target = alias.data.decode("utf-8", "replace").strip()
         path = " → ".join([*chain, target])
         # The loop check comes first so that a short cycle is reported as what it is.
@@ -295,7 +300,8 @@ async def _answer(svc: HttpServices, request: web.Request, as_json: bool) -> web
     noredirect = params.flag(request.query, "noredirect")
     pretty = params.flag(request.query, "pretty")
     now = svc.clock()
-    found = await resolve_following_aliases(svc, text, now)
+    forward = svc.may_recurse(request.remote)
+    found = await resolve_following_aliases(svc, text, now, forward=forward)
     if as_json:
         # The API's filters apply as on /api/handles (a union of indexes and types).
         indexes, types = params.indexes(request.query), params.types(request.query)
@@ -308,7 +314,9 @@ async def _answer(svc: HttpServices, request: web.Request, as_json: bool) -> web
             status=302, headers={"Location": target, "Cache-Control": cache, "Vary": "Accept"}
         )
     template, problem = await load_template(svc, found.values, now)
-    status = await signature.status_line(svc, found.chain[-1], found.values, now)
+    status = await signature.status_line(svc, found.chain[-1], found.values, now, forward=forward)
+    if found.forwarded:
+        status = f"{status} · {signature.VIA_UPSTREAM}" if status else signature.VIA_UPSTREAM
     view = html.RecordView(
         found.chain, found.registered_as, found.values, template, problem, target, status
     )

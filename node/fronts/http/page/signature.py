@@ -18,6 +18,7 @@ from protocol.values import HandleValue
 VALID = "✓ 签名有效 · Signature valid"
 INVALID = "✗ 签名无效 · Signature invalid"
 UNSIGNED = "未签名 · Unsigned"
+VIA_UPSTREAM = "经标识解析体系获取 · Resolved through the tree from the prefix's own node"
 
 
 def reasons(report: Verification) -> str:
@@ -43,7 +44,12 @@ def status_text(report: Verification) -> str:
 
 
 async def status_line(
-    svc: HttpServices, handle: str, values: tuple[HandleValue, ...], now: float
+    svc: HttpServices,
+    handle: str,
+    values: tuple[HandleValue, ...],
+    now: float,
+    *,
+    forward: bool = False,
 ) -> str | None:
     """The line for the page, or None when there is nothing to say (no values, or no
     trust root on this node and the record is signed)."""
@@ -55,7 +61,7 @@ async def status_line(
         return None
 
     async def fetch(name: str) -> tuple[HandleValue, ...] | None:
-        found = await svc.resolver.resolve(name, (), (), now, public_only=True)
+        found = await svc.resolver.resolve(name, (), (), now, public_only=True, forward=forward)
         return found.values if isinstance(found, Found) else None
 
     certs = await collect_certs(values, fetch)

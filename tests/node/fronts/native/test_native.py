@@ -14,6 +14,7 @@ import pytest
 
 from node.app import Node
 from node.client.native import DEFAULT_FLAGS, NativeClient
+from node.fronts.native import server as server_module
 from protocol.bodies import ErrorReply, HashType, ResolutionReply
 from protocol.codes import ALL_ADMIN_PERMS, OpFlag, ResponseCode
 from protocol.fragment import fragment_encoded
@@ -330,16 +331,16 @@ async def test_port_0_picks_again_when_the_udp_port_is_busy_for_tcp(
     socket may hold (it happened under parallel test runs). Simulated at the OS
     boundary: the first TCP bind fails with EADDRINUSE, as bind(2) would. The node must
     release that UDP port and pick again rather than fail to start."""
-    real_start_server = asyncio.start_server
+    real_listener = server_module.tcp_listener
     refused: list[int] = []
 
-    async def busy_once(*args: Any, **kw: Any) -> asyncio.Server:
+    def busy_once(host: str, port: int, **kw: Any) -> socket.socket:
         if not refused:
-            refused.append(args[2])  # (callback, host, port)
+            refused.append(port)
             raise OSError(errno.EADDRINUSE, "address already in use")
-        return await real_start_server(*args, **kw)
+        return real_listener(host, port, **kw)
 
-    monkeypatch.setattr(asyncio, "start_server", busy_once)
+    monkeypatch.setattr(server_module, "tcp_listener", busy_once)
     node = await start_node()
     assert node.handle_port is not None and len(refused) == 1
     assert indexes_of(await client(node).resolve(ABC)) == [1, 2, 100]

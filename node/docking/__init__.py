@@ -1,0 +1,1 @@
+"""Docking with the top-level node: registering this node's prefixes upstream."""

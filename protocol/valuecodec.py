@@ -19,19 +19,7 @@ MIN_VALUE_BYTES = 4 + 4 + 1 + 4 + 1 + 4 + 4 + 4
 
 
 def encode_value(w: Writer, v: HandleValue) -> None:
-    if not 0 <= v.index <= 0xFFFFFFFF:
-        raise LocalProtocolError(f"value index {v.index} is outside 0..4294967295")
-    w.u32(v.index)
-    w.u32(v.timestamp & 0xFFFFFFFF)
-    w.u8(int(v.ttl_type))
-    w.u32(v.ttl & 0xFFFFFFFF)
-    w.u8(v.permissions & 0xFF)
-    w.utf8(v.type)
-    w.blob(v.data)
-    w.u32(len(v.references))
-    for ref in v.references:
-        w.utf8(ref.handle)
-        w.u32(ref.index)
+    w.raw(value_to_wire(v))
 
 
 def decode_value(r: Reader) -> HandleValue:
@@ -77,9 +65,27 @@ def write_values(w: Writer, values: tuple[HandleValue, ...]) -> None:
 
 
 def value_to_wire(v: HandleValue) -> bytes:
-    w = Writer()
-    encode_value(w, v)
-    return w.getvalue()
+    # One pack for the fixed fields and one join: every value of every record written,
+    # signed or digested passes through here (a batch of 2,000 rolls: 70,000 times).
+    if not 0 <= v.index <= 0xFFFFFFFF:
+        raise LocalProtocolError(f"value index {v.index} is outside 0..4294967295")
+    vtype = v.type.encode("utf-8")
+    head = _FIXED.pack(
+        v.index,
+        v.timestamp & 0xFFFFFFFF,
+        int(v.ttl_type),
+        v.ttl & 0xFFFFFFFF,
+        v.permissions & 0xFF,
+        len(vtype),
+    )
+    refs = v.references
+    if not refs:
+        return b"".join((head, vtype, _U32.pack(len(v.data)), v.data, _NO_REFS))
+    parts = [head, vtype, _U32.pack(len(v.data)), v.data, _U32.pack(len(refs))]
+    for ref in refs:
+        name = ref.handle.encode("utf-8")
+        parts += (_U32.pack(len(name)), name, _U32.pack(ref.index))
+    return b"".join(parts)
 
 
 def encode_values(values: tuple[HandleValue, ...] | list[HandleValue]) -> bytes:
@@ -93,6 +99,7 @@ def encode_values(values: tuple[HandleValue, ...] | list[HandleValue]) -> bytes:
 
 _FIXED = struct.Struct(">IIBIBI")  # index, timestamp, TTL type, TTL, permissions, type length
 _U32 = struct.Struct(">I")
+_NO_REFS = _U32.pack(0)
 
 
 def decode_values(data: bytes | memoryview) -> tuple[HandleValue, ...]:

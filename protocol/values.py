@@ -26,6 +26,9 @@ class Reference:
     index: int
 
 
+_PUBLIC_READ = int(Permission.PUBLIC_READ)  # a plain int: IntFlag's & is slow on hot paths
+
+
 @dataclass(frozen=True, slots=True)
 class HandleValue:
     index: int
@@ -39,7 +42,7 @@ class HandleValue:
 
     @property
     def public_read(self) -> bool:
-        return bool(self.permissions & Permission.PUBLIC_READ)
+        return bool(self.permissions & _PUBLIC_READ)
 
     def type_matches(self, wanted: str) -> bool:
         """Type filter as the reference applies it: ASCII case-insensitive; a wanted

@@ -72,6 +72,23 @@ class Prefix:
 
 
 @dataclass(frozen=True, slots=True)
+class PrefixReview:
+    """One step of a prefix's lifecycle (migration 0008), append-only: what moved it
+    (``apply``, ``review``, ``operator``), from which status to which, who (``index:handle``
+    or ``cli:<os user>``) and why."""
+
+    id: int
+    prefix: str
+    credit_code: str  # of the enterprise holding the prefix
+    action: str
+    from_status: PrefixStatus | None  # None: this step registered the prefix
+    to_status: PrefixStatus
+    actor: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     handle: str  # the spelling it was registered with
     values: tuple[HandleValue, ...]
@@ -117,3 +134,42 @@ class ResignProgress:
 
     last_key: str
     done: int
+
+
+# (template handle, field key, value) of a record's searchable / unique fields.
+FieldEntry = tuple[str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class FieldRows:
+    """What the field index (migration 0007) holds for one record."""
+
+    indexed: tuple[FieldEntry, ...] = ()
+    unique: tuple[FieldEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEntry:
+    """A history entry with its place in the append-only log."""
+
+    seq: int  # increasing in the order the handle's writes happened; a paging cursor
+    entry: HistoryEntry
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    """Part of a handle's history, newest first (``Registry.history_page``)."""
+
+    entries: tuple[LoggedEntry, ...]
+    older: int | None  # pass as ``before`` for the next page; None: this page reaches the start
+
+
+@dataclass(frozen=True, slots=True)
+class RecordAt:
+    """A record as it stood at some time: the values of the last write before it."""
+
+    handle: str
+    values: tuple[HandleValue, ...]
+    version: int
+    written_at: datetime  # when this version was written
+    actor: str

@@ -7,8 +7,7 @@ arguments: the registry never reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,43 +15,40 @@ import asyncpg
 
 from protocol.creditcode import credit_code_problem
 from protocol.errors import HandleSyntaxError
-from protocol.handle import Handle, normalise, parse_prefix, prefix_ancestors
+from protocol.handle import Handle, normalise, parse_prefix
 from protocol.valuecodec import decode_values, encode_values
 from protocol.values import HandleValue
+from registry.batch import Change, Outcome, apply_changes
 from registry.driver import Conn, translated
-from registry.errors import Conflict, NotFound, RegistryError, UnknownPrefix
+from registry.errors import Conflict, NotFound, RegistryError
 from registry.migrate import Migration, applied_versions, migrate
 from registry.queries import q
+from registry.recordrules import (
+    MAX_FIELD_CHARS,
+    same_content,
+    stamp,
+    storage_prefixes,
+    unusable_prefix,
+)
 from registry.rows import (
     Enterprise,
+    FieldRows,
     HistoryEntry,
+    HistoryPage,
+    LoggedEntry,
     Prefix,
     PrefixStatus,
     PutResult,
     RawRecord,
     Record,
+    RecordAt,
     ResignProgress,
 )
 
 MAX_PAGE_SIZE = 10000
-
-
-def _same_content(a: HandleValue, b: HandleValue) -> bool:
-    """Equal apart from the timestamp, which the registry sets."""
-    return replace(a, timestamp=0) == replace(b, timestamp=0)
-
-
-def stamp(
-    new: Iterable[HandleValue], old: Sequence[HandleValue], now_s: int
-) -> tuple[HandleValue, ...]:
-    """Give changed and added values the write time; unchanged ones keep theirs."""
-    before = {v.index: v for v in old}
-    out = []
-    for v in new:
-        prev = before.get(v.index)
-        keep = prev is not None and _same_content(prev, v)
-        out.append(replace(v, timestamp=prev.timestamp if keep and prev else now_s))
-    return tuple(sorted(out, key=lambda v: v.index))
+SEARCH_COUNT_BOUND = 10000  # search totals are counted this far, then "more than"
+HISTORY_PAGE = 100  # history entries read at once unless asked otherwise
+MAX_HISTORY_PAGE = 1000
 
 
 def _check_version(handle: Handle, row: Any, expected: int | None) -> None:
@@ -81,27 +77,6 @@ def _prefix(row: Any) -> Prefix:
         row["created_at"],
         row["updated_at"],
     )
-
-
-def storage_prefixes(handle: Handle) -> tuple[str, ...]:
-    """The registered prefix a handle is kept under, in the order to look: its own; and
-    for a prefix record 0.NA/X.Y without a registration of its own, its nearest
-    registered ancestor (a top-level node keeps its secondaries' 0.NA records under its
-    own prefix; a parent's admins create derived ones: docs/authentication.md)."""
-    if handle.is_prefix_record:
-        return tuple(prefix_ancestors(handle.owning_prefix))
-    return (handle.owning_prefix,)
-
-
-def unusable_prefix(prefix: str, status: PrefixStatus | None) -> UnknownPrefix | None:
-    """Why handles under ``prefix`` cannot be written, naming its status; None if they can."""
-    if status is None:
-        return UnknownPrefix(f"prefix {prefix} is not registered on this node")
-    if status != PrefixStatus.ENABLED:
-        return UnknownPrefix(
-            f"prefix {prefix} is {status.label} (status {int(status)}), not enabled"
-        )
-    return None
 
 
 class Registry:
@@ -157,6 +132,11 @@ class Registry:
     @translated
     async def list_enterprises(self) -> list[Enterprise]:
         return [Enterprise(**dict(r)) for r in await self.pool.fetch(q("list_enterprises"))]
+
+    @translated
+    async def get_enterprise(self, credit_code: str) -> Enterprise | None:
+        row = await self.pool.fetchrow(q("get_enterprise_by_code"), credit_code)
+        return Enterprise(**dict(row)) if row else None
 
     # -- prefixes ----------------------------------------------------------------
 
@@ -272,8 +252,10 @@ class Registry:
         only_indexes: frozenset[int] | None = None,
         keep_timestamps: bool = False,
         expected_version: int | None = None,
+        fields: FieldRows | None = None,
     ) -> PutResult:
-        """Create or change a handle.
+        """Create or change a handle. ``fields``: the record's entries in the field index
+        (replacing the handle's; a unique value another handle holds is a Conflict).
 
         ``expected_version``: the version the caller checked permissions against (0:
         it did not exist); if another writer got in between, Conflict and no change.
@@ -301,6 +283,7 @@ class Registry:
                 )
                 if version is None:
                     raise Conflict(f"handle {handle.text} was created concurrently; retry")
+                await _store_fields(conn, key, prefix_key, fields)
                 await conn.execute(
                     q("add_history"), key, handle.text, "create", actor, now, 1, None, wire
                 )
@@ -315,7 +298,7 @@ class Registry:
             else:
                 new = stamp(values, old, now_s)
             same = len(new) == len(old) and all(
-                _same_content(a, b) for a, b in zip(new, old, strict=True)
+                same_content(a, b) for a, b in zip(new, old, strict=True)
             )
             if not overwrite and only_indexes is not None:
                 held = {v.index: v for v in old}
@@ -323,7 +306,7 @@ class Registry:
                     if (
                         v.index in only_indexes
                         and v.index in held
-                        and not _same_content(held[v.index], v)
+                        and not same_content(held[v.index], v)
                     ):
                         raise Conflict(
                             f"handle {row['handle']} already has a value at index {v.index}"
@@ -337,6 +320,7 @@ class Registry:
                 return PutResult(rec, created=False, changed=False)
             wire = encode_values(new)
             version = await conn.fetchval(q("update_handle"), key, wire, now)
+            await _store_fields(conn, key, prefix_key, fields)
             await conn.execute(
                 q("add_history"),
                 key,
@@ -360,11 +344,13 @@ class Registry:
         now: datetime,
         indexes: frozenset[int] | None = None,
         expected_version: int | None = None,
+        fields: FieldRows | None = None,
     ) -> Record | None:
-        """Delete the handle, or only the given value indexes (returns the new record then)."""
+        """Delete the handle, or only the given value indexes (returns the new record then;
+        ``fields``: its field index entries after the removal)."""
         key = handle.key
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._check_prefix(conn, handle)
+            prefix_key = await self._check_prefix(conn, handle)
             row = await conn.fetchrow(q("lock_handle"), key)
             if row is None:
                 raise NotFound(f"handle {handle.text} does not exist")
@@ -390,6 +376,7 @@ class Registry:
             new = tuple(v for v in old if v.index not in indexes)
             wire = encode_values(new)
             version = await conn.fetchval(q("update_handle"), key, wire, now)
+            await _store_fields(conn, key, prefix_key, fields)
             await conn.execute(
                 q("add_history"),
                 key,
@@ -402,6 +389,76 @@ class Registry:
                 wire,
             )
             return Record(row["handle"], new, version, row["created_at"], now)
+
+    @translated
+    async def get_handles(self, keys: Sequence[str]) -> dict[str, Record]:
+        """The records of these handle keys that exist, by key (one round trip)."""
+        rows = await self.pool.fetch(q("get_handles"), list(keys))
+        return {
+            r["handle_key"]: Record(
+                r["handle"],
+                decode_values(r["values"]),
+                r["version"],
+                r["created_at"],
+                r["updated_at"],
+            )
+            for r in rows
+        }
+
+    @translated
+    async def list_templates(
+        self, prefix: str | None = None, after: str = "", limit: int = 1000
+    ) -> list[tuple[str, str]]:
+        """(handle, handle key) of template records, of one prefix or all, in key order
+        after ``after``."""
+        key = normalise(prefix) if prefix else None
+        rows = await self.pool.fetch(q("list_templates"), key, after, limit)
+        return [(r["handle"], r["handle_key"]) for r in rows]
+
+    @translated
+    async def apply_changes(
+        self, changes: Sequence[Change], now: datetime, *, atomic: bool
+    ) -> list[Outcome]:
+        """Write prepared changes in one transaction (``registry.batch``): per change,
+        the stored record (None after a delete) or the RegistryError that refused it.
+        Atomic: BatchRefused and nothing written unless every change passes."""
+        if not changes:
+            return []
+        async with self.pool.acquire() as conn:
+            return await apply_changes(conn, changes, now, atomic=atomic)
+
+    @translated
+    async def search_fields(
+        self,
+        prefixes: Sequence[str] | None,
+        template: str,
+        field: str,
+        value: str,
+        *,
+        after: str = "",
+        limit: int = 100,
+        unique: bool = False,
+    ) -> tuple[int, list[str], str | None]:
+        """Handles under ``prefixes`` (None: every registered prefix) whose ``template``
+        field ``field`` holds ``value``, in handle key order after the key ``after``:
+        (total, a page of at most ``limit``, the next page's cursor or None). Keyset
+        paging: every page is index range scans, however deep. The total counts matches
+        whatever ``after``, up to SEARCH_COUNT_BOUND + 1 (more: "more than the bound").
+        ``unique``: a field that is ``unique`` but not ``indexed`` (in handle_unique)."""
+        if not 1 <= limit <= MAX_PAGE_SIZE:
+            raise RegistryError(f"page size must be 1..{MAX_PAGE_SIZE}, not {limit}")
+        keys = None if prefixes is None else sorted({normalise(p) for p in prefixes})
+        args = (keys, normalise(template), field, value[:MAX_FIELD_CHARS])
+        search, count = (
+            ("search_unique", "count_unique") if unique else ("search_fields", "count_fields")
+        )
+        total = int(await self.pool.fetchval(q(count), *args, SEARCH_COUNT_BOUND + 1))
+        if total == 0:
+            return 0, [], None
+        rows = await self.pool.fetch(q(search), *args, normalise(after), limit + 1)
+        page = rows[:limit]
+        cursor = page[-1]["handle_key"] if len(rows) > limit else None
+        return total, [r["handle"] for r in page], cursor
 
     @translated
     async def list_handles(
@@ -418,20 +475,10 @@ class Registry:
         return total, [r["handle"] for r in rows]
 
     @translated
-    async def history(self, handle: Handle) -> list[HistoryEntry]:
-        rows = await self.pool.fetch(q("list_history"), handle.key)
-        return [
-            HistoryEntry(
-                r["handle"],
-                r["action"],
-                r["actor"],
-                r["at"],
-                r["version"],
-                decode_values(r["old_values"]) if r["old_values"] is not None else None,
-                decode_values(r["new_values"]) if r["new_values"] is not None else None,
-            )
-            for r in rows
-        ]
+    async def history(self, handle: Handle, limit: int = HISTORY_PAGE) -> list[HistoryEntry]:
+        """The newest ``limit`` entries, oldest first (``history_page`` reads further back)."""
+        page = await self.history_page(handle, limit=limit)
+        return [logged.entry for logged in reversed(page.entries)]
 
     # -- bulk re-signing (node.writes.resign) ----------------------------------------------
 
@@ -464,3 +511,76 @@ class Registry:
     @translated
     async def clear_resign_progress(self, job: str) -> None:
         await self.pool.execute(q("resign_progress_clear"), job)
+
+    # -- history: bounded pages, and a record as of a time (docs/rest-api.md "History") --
+
+    @translated
+    async def history_page(
+        self, handle: Handle, *, limit: int = HISTORY_PAGE, before: int | None = None
+    ) -> HistoryPage:
+        """Newest first: at most ``limit`` entries older than the one numbered ``before``
+        (a ``LoggedEntry.seq``, as ``HistoryPage.older`` hands it out; None: the newest)."""
+        if not 1 <= limit <= MAX_HISTORY_PAGE:
+            raise RegistryError(f"history page size must be 1..{MAX_HISTORY_PAGE}, got {limit}")
+        rows = await self.pool.fetch(q("history_page"), handle.key, before, limit + 1)
+        entries = tuple(LoggedEntry(r["id"], _history_entry(r)) for r in rows[:limit])
+        return HistoryPage(entries, entries[-1].seq if len(rows) > limit else None)
+
+    @translated
+    async def record_at(self, handle: Handle, at: datetime) -> RecordAt | None:
+        """The record as it stood at ``at`` (aware): the values of the last write at or
+        before it; None when the handle did not exist then (not yet created, or deleted).
+        A write at exactly ``at`` counts as done."""
+        if at.tzinfo is None:
+            raise RegistryError(
+                "record_at needs a time with a zone (a naive datetime is ambiguous)"
+            )
+        row = await self.pool.fetchrow(q("history_at"), handle.key, at)
+        if row is None or row["new_values"] is None:
+            return None
+        return RecordAt(
+            row["handle"],
+            decode_values(row["new_values"]),
+            row["version"],
+            row["at"],
+            row["actor"],
+        )
+
+
+async def _store_fields(conn: Conn, key: str, prefix_key: str, fields: FieldRows | None) -> None:
+    """Replace the handle's field index entries; a unique value held by another handle
+    of the prefix is a Conflict (and the whole write rolls back)."""
+    if fields is None:
+        return
+    await conn.execute(q("clear_fields"), key)
+    await conn.execute(q("clear_unique"), key)
+    if fields.indexed:
+        templates, names, values = zip(*fields.indexed, strict=True)
+        await conn.execute(
+            q("add_fields"),
+            prefix_key,
+            key,
+            [normalise(t) for t in templates],
+            list(names),
+            [v[:MAX_FIELD_CHARS] for v in values],
+        )
+    for template, name, value in fields.unique:
+        holder = await conn.fetchval(
+            q("claim_unique"), prefix_key, normalise(template), name, value[:MAX_FIELD_CHARS], key
+        )
+        if holder != key:
+            raise Conflict(
+                f"{name} {value!r} is already used by {holder} (unique within the prefix)"
+            )
+
+
+def _history_entry(r: Any) -> HistoryEntry:
+    return HistoryEntry(
+        r["handle"],
+        r["action"],
+        r["actor"],
+        r["at"],
+        r["version"],
+        decode_values(r["old_values"]) if r["old_values"] is not None else None,
+        decode_values(r["new_values"]) if r["new_values"] is not None else None,
+    )

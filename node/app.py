@@ -29,6 +29,7 @@ from node.auth import (
     SessionStore,
     parse_admin_list,
 )
+from node.auth.bearer import BearerScheme
 from node.auth.native.answers import AnswerChecker
 from node.auth.native.remote import HomeServerCheck
 from node.auth.native.sessions import NativeSessions
@@ -39,9 +40,16 @@ from node.errors import PortUnavailable
 from node.fronts.health import health_app
 from node.fronts.http import HttpServices, http_app
 from node.fronts.http.app import Extension
+from node.fronts.http.batches import batch_routes
+from node.fronts.http.compat import compat_routes
+from node.fronts.http.history import history_routes
 from node.fronts.http.hot import HotReplies
+from node.fronts.http.imports import import_routes
+from node.fronts.http.manage import manage_routes
 from node.fronts.http.page.routes import page_routes
+from node.fronts.http.search import search_routes
 from node.fronts.http.sessions import session_routes
+from node.fronts.http.templates import template_routes
 from node.fronts.native.admin import NativeAdmin
 from node.fronts.native.auth import NativeAuth
 from node.fronts.native.handler import NativeHandler
@@ -55,6 +63,7 @@ from node.resolution.forward.build import (
     foreign_keys,
     routed_reader,
 )
+from node.resolution.outcomes import Found
 from node.resolution.prefixes import PrefixRefresher, ServedPrefixes
 from node.resolution.resolver import Resolver
 from node.resolution.site import Site, site_address
@@ -67,8 +76,10 @@ from node.secrets.vault import SecretVault, open_vault
 from node.settings import Settings
 from node.signing.signer import RecordSigner, build_signer
 from node.signing.trust import trust_roots
+from node.templates.catalog import TemplateCatalog
 from node.writes.service import WriteService
 from protocol.challenge import SeckeyForm
+from protocol.handle import normalise
 from protocol.keys import PublicKey
 from protocol.values import HandleValue
 from registry.docking import DockingOutbox
@@ -124,6 +135,7 @@ class Node:
         self.resolver: Resolver | None = None
         self.recursion: RecursionPolicy | None = None  # with forwarding: who may use it
         self.docking: DockingService | None = None  # with an upstream: registering there
+        self.templates: TemplateCatalog | None = None
         self.admin_port: int | None = None
         self.handle_port: int | None = None
         self.site: Site | None = None
@@ -158,11 +170,16 @@ class Node:
                 # Key files are decrypted once here (blocking), never per write.
                 await self.reload_signer()
             self.vault = await asyncio.to_thread(open_vault, s)  # unwraps the secrets key once
+            self.templates = TemplateCatalog(self._template_values)
             self.writes = WriteService(
-                self.db.registry, self.metrics, vault=self.vault, signer=self.signer
+                self.db.registry,
+                self.metrics,
+                vault=self.vault,
+                signer=self.signer,
+                templates=self.templates,
+                group_max=s.write_group_max,
             )
-            if self.cache is not None:
-                self.writes.on_commit = self.cache.invalidate
+            self.writes.on_commit = self._committed
             if s.demo:
                 self.demo_counts = dict(
                     await seed_demo(
@@ -254,6 +271,26 @@ class Node:
         )
         await self.listener.start()  # coherent before any front answers
         self._stack.push_async_callback(self.listener.stop)
+
+    def _committed(self, key: str) -> None:
+        """A write committed here: this node's cache and template catalog forget the
+        handle before the write is acknowledged (other nodes hear of it via NOTIFY)."""
+        if self.cache is not None:
+            self.cache.invalidate(key)
+        if self.templates is not None:
+            self.templates.forget(key)
+
+    async def _template_values(self, name: str) -> tuple[HandleValue, ...] | None:
+        """A template record, wherever it is published: this registry first (whatever
+        prefixes are served at the moment, e.g. while the demo seeds), else the tree."""
+        assert self.resolver is not None and self.db is not None
+        local = await self.db.registry.get_handle(normalise(name))
+        if local is not None:
+            return local.values
+        found = await self.resolver.resolve(
+            name, (), (), self.clock(), public_only=True, forward=True
+        )
+        return found.values if isinstance(found, Found) else None
 
     def _start_forwarding(self, roots: tuple[PublicKey, ...]) -> None:
         """Prefixes served elsewhere are resolved through the tree (upstream set), and a
@@ -419,9 +456,11 @@ class Node:
         assert self.vault is not None
         verifier = SecretKeyVerifier(registry, self.vault, monotonic=self.monotonic)
         self.sessions = SessionStore(s.http_sessions_max, s.http_session_idle_timeout_s)
+        bearer = BearerScheme(self.vault, self.clock)
         chain = AuthChain(
             [
                 BasicScheme(verifier),
+                bearer,
                 ClientCertScheme(registry, enabled=s.tls_client_ca_file is not None),
                 SessionScheme(self.sessions, ChallengeVerifier(registry), monotonic=self.monotonic),
             ],
@@ -443,10 +482,22 @@ class Node:
             trust_roots=await asyncio.to_thread(self._trust_roots),
             hot=None,
             recursion=self.recursion,
+            bearer=bearer,
         )
         if self.cache is not None:
             self.http.hot = HotReplies(self.cache, self.http.may_recurse)
-        extensions = [session_routes(), *self.http_extensions, page_routes]  # catch-all: last
+        extensions = [
+            session_routes(),
+            import_routes(),
+            history_routes(),
+            search_routes(),
+            manage_routes(),
+            batch_routes(),
+            template_routes(),
+            compat_routes(),
+            *self.http_extensions,
+            page_routes,  # catch-all: last
+        ]
         runner = web.AppRunner(
             http_app(self.http, extensions=extensions),
             access_log=None,  # per-request logging costs throughput; metrics count requests

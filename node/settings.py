@@ -312,6 +312,43 @@ class Settings:
         "(e.g. 300:88.118/ADMIN); their HS_SECKEY must be in this node's registry.",
         (),
     )
+    auditors: tuple[str, ...] = _setting(
+        _admins,
+        "Comma-separated INDEX:HANDLE identities that review prefix applications (the "
+        "auditor role); server admins may review too.",
+        (),
+    )
+    batch_max_items: int = _setting(
+        _positive_int,
+        "Most create/update/delete items in one batch call (POST /api/batches and the "
+        "/identityv2/data/batch* endpoints); more gets 413.",
+        2000,
+    )
+    write_group_max: int = _setting(
+        _positive_int,
+        "Most concurrent single writes committed together in one transaction (group "
+        "commit); 1 commits each on its own.",
+        64,
+    )
+    import_chunk_rows: int = _setting(
+        _positive_int,
+        "Rows per committed chunk of a bulk import (idnode import, POST /api/imports); a "
+        "resumed import restarts after the last committed chunk.",
+        20_000,
+    )
+    import_max_bytes: int = _setting(
+        _positive_int,
+        "Largest body of one streaming import call (POST /api/imports); split larger files.",
+        2_147_483_648,
+    )
+    search_max_page_size: int = _setting(
+        _positive_int, "Most handles in one page of GET /api/search.", 1000
+    )
+    compat_token_lifetime_s: int = _setting(
+        _positive_int,
+        "Lifetime of a bearer token from POST /identity/token (the CAICT-style API).",
+        86_400,
+    )
     admin_port: int = _setting(
         _port, "Health and metrics port (/healthz, /readyz, /metrics).", 9100
     )

@@ -27,6 +27,7 @@ RANKS: dict[str, int] = {
     "node.client": 5,
     "node.signing": 5,
     "node.secrets": 6,
+    "node.templates": 6,
     "node.resolution": 7,
     "node.auth": 8,
     "node.writes": 9,

@@ -81,6 +81,20 @@ class Authorizer:
         self.server_admins = tuple(server_admins)
         self.max_group_lookups = max_group_lookups
         self.max_group_depth = max_group_depth
+        self._prefix_admins: dict[str, tuple[HandleValue, ...]] | None = None
+
+    def for_one_request(self) -> Authorizer:
+        """An authorizer that reads each prefix's admins once: for the items of one
+        batch, which are authorized at one moment, as a single write is (2,000 items
+        under one prefix would otherwise resolve its 0.NA record 2,000 times)."""
+        scoped = Authorizer(
+            self.resolver,
+            self.server_admins,
+            max_group_lookups=self.max_group_lookups,
+            max_group_depth=self.max_group_depth,
+        )
+        scoped._prefix_admins = {}
+        return scoped
 
     # -- who holds what -----------------------------------------------------------------
 
@@ -150,8 +164,14 @@ class Authorizer:
     async def prefix_admin_values(self, prefix: str) -> tuple[HandleValue, ...]:
         """HS_ADMIN values of ``0.NA/<prefix>``: the stored record, or the one this node
         synthesizes for a prefix it serves (``Site.prefix_record``)."""
+        memo = self._prefix_admins
+        if memo is not None and prefix.upper() in memo:
+            return memo[prefix.upper()]
         result = await self.resolver.resolve(f"0.NA/{prefix}", (), ("HS_ADMIN",))
-        return result.values if isinstance(result, Found) else ()
+        values = result.values if isinstance(result, Found) else ()
+        if memo is not None:
+            memo[prefix.upper()] = values
+        return values
 
     # -- decisions ------------------------------------------------------------------------
 

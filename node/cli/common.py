@@ -17,6 +17,7 @@ from node.runtime.database import Database
 from node.secrets.vault import open_vault
 from node.settings import Settings
 from node.signing.signer import build_signer
+from node.templates.catalog import registry_catalog
 from node.writes.service import WriteService
 
 Command = Callable[[Settings, argparse.Namespace], Awaitable[int]]
@@ -47,10 +48,15 @@ def actor() -> str:
 
 
 def write_service(settings: Settings, db: Database) -> WriteService:
-    """The node's own write service: CLI writes are signed, and secrets sealed, with the
-    same key store."""
+    """The node's own write service: CLI writes are signed, secrets sealed and records
+    checked against their templates, as a running node's are."""
     signer = build_signer(settings, int(now().timestamp())) if settings.sign_records else None
-    return WriteService(db.registry, vault=open_vault(settings), signer=signer)
+    return WriteService(
+        db.registry,
+        vault=open_vault(settings),
+        signer=signer,
+        templates=registry_catalog(db.registry),
+    )
 
 
 def print_json(obj: Any) -> None:

@@ -15,7 +15,18 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from node import __version__
-from node.cli import admin, handles, network, registration, serve, signing, upstream
+from node.cli import (
+    admin,
+    enterprise,
+    handles,
+    imports,
+    network,
+    registration,
+    search,
+    serve,
+    signing,
+    upstream,
+)
 from node.cli.common import Command
 from node.errors import USER_ERRORS, exit_status
 from node.runtime.logs import setup_logging
@@ -59,7 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=fn)
         return p
 
-    for module in (serve, registration, handles, admin, network, signing, upstream):
+    for module in (
+        serve,
+        enterprise,
+        registration,
+        handles,
+        imports,
+        search,
+        admin,
+        network,
+        signing,
+        upstream,
+    ):
         module.add_commands(sub, command)
     return parser
 

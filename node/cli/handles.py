@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from node.cli.common import AddCommand, UserError, actor, now, print_json, read_json, write_service
+from node.cli.history import add_history_arguments, cmd_handle_history
 from node.runtime.database import cli_database
 from node.secrets.vault import SECKEY_TYPE, shown
 from node.settings import Settings
@@ -61,30 +62,6 @@ async def cmd_handle_list(settings: Settings, args: argparse.Namespace) -> int:
         total, handles = await db.registry.list_handles(args.prefix, args.page, args.page_size)
     print_json({"prefix": args.prefix, "totalCount": total, "handles": handles})
     return 0
-
-
-async def cmd_handle_history(settings: Settings, args: argparse.Namespace) -> int:
-    handle = parse_handle(args.handle)
-    async with cli_database(settings) as db:
-        entries = await db.registry.history(handle)
-    print_json(
-        [
-            {
-                "action": e.action,
-                "actor": e.actor,
-                "at": e.at.isoformat(),
-                "version": e.version,
-                "old": _json_values(e.old_values),
-                "new": _json_values(e.new_values),
-            }
-            for e in entries
-        ]
-    )
-    return 0
-
-
-def _json_values(values: tuple[HandleValue, ...] | None) -> list[dict[str, object]] | None:
-    return None if values is None else values_to_json([shown(v) for v in values])
 
 
 async def cmd_handle_set_secret(settings: Settings, args: argparse.Namespace) -> int:
@@ -141,8 +118,13 @@ def add_commands(sub: Any, command: AddCommand) -> None:
     p.add_argument("--prefix", required=True)
     p.add_argument("--page", type=int, default=0)
     p.add_argument("--page-size", type=int, default=1000)
-    p = command("history", cmd_handle_history, "show a record's change history", hdl)
-    p.add_argument("handle")
+    p = command(
+        "history",
+        cmd_handle_history,
+        "show a record's versions and what changed (--at: the record as it was then)",
+        hdl,
+    )
+    add_history_arguments(p)
     p = command(
         "set-secret",
         cmd_handle_set_secret,

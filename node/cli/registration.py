@@ -1,13 +1,16 @@
-"""``idnode enterprise`` and ``idnode prefix``: who holds which prefix, in what state."""
+"""``idnode prefix``: who holds which prefix, in what state (``idnode enterprise``:
+``node.cli.enterprise``). An operator's registration and status changes are recorded
+in the prefix's review trail as ``operator`` steps (docs/enterprises.md)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from node.cli.common import AddCommand, now, print_json
-from node.runtime.database import cli_database
+from node.cli.common import AddCommand, actor, now, print_json
+from node.runtime.database import Database, cli_database
 from node.settings import Settings
+from registry.reviews import PrefixReviews
 from registry.rows import PrefixStatus
 
 
@@ -18,22 +21,15 @@ def _status(value: str) -> PrefixStatus:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-async def cmd_enterprise_add(settings: Settings, args: argparse.Namespace) -> int:
-    async with cli_database(settings) as db:
-        ent = await db.registry.add_enterprise(args.name, args.credit_code, args.contact, now())
-    print(f"enterprise {ent.id} added: {ent.name} ({ent.credit_code})")
-    return 0
-
-
-async def cmd_enterprise_list(settings: Settings, args: argparse.Namespace) -> int:
-    async with cli_database(settings) as db:
-        print_json(await db.registry.list_enterprises())
-    return 0
+def _reviews(db: Database) -> PrefixReviews:
+    return PrefixReviews(db.registry.pool, target=db.registry.target)
 
 
 async def cmd_prefix_add(settings: Settings, args: argparse.Namespace) -> int:
     async with cli_database(settings) as db:
-        await db.registry.add_prefix(args.prefix, args.enterprise, now(), args.status)
+        await _reviews(db).register(
+            args.prefix, args.enterprise, args.status, actor=actor(), reason="", now=now()
+        )
     print(f"prefix {args.prefix} added ({args.status.label})")
     return 0
 
@@ -51,19 +47,14 @@ def _fields(row: Any) -> dict[str, Any]:
 
 async def cmd_prefix_set_status(settings: Settings, args: argparse.Namespace) -> int:
     async with cli_database(settings) as db:
-        await db.registry.set_prefix_status(args.prefix, args.status, now())
+        await _reviews(db).set_status(
+            args.prefix, args.status, actor=actor(), reason=args.reason, now=now()
+        )
     print(f"prefix {args.prefix} is now {args.status.label}")
     return 0
 
 
 def add_commands(sub: Any, command: AddCommand) -> None:
-    ent = sub.add_parser("enterprise", help="enterprises").add_subparsers(dest="sub", required=True)
-    p = command("add", cmd_enterprise_add, "register an enterprise", ent)
-    p.add_argument("--name", required=True)
-    p.add_argument("--credit-code", required=True, help="18-character unified social credit code")
-    p.add_argument("--contact", default="")
-    command("list", cmd_enterprise_list, "list enterprises", ent)
-
     pre = sub.add_parser("prefix", help="prefixes").add_subparsers(dest="sub", required=True)
     p = command("add", cmd_prefix_add, "register a prefix for an enterprise", pre)
     p.add_argument("prefix")
@@ -82,3 +73,4 @@ def add_commands(sub: Any, command: AddCommand) -> None:
         type=_status,
         help="0 disabled, 1 enabled, 2 pending deletion, 3 rejected, 4 awaiting review, 5 under review",
     )
+    p.add_argument("--reason", default="", help="recorded in the prefix's review trail")

@@ -26,7 +26,6 @@ from node.demo.templates import (
     TEMPLATES,
     TEXTILE_NODE,
     YARN,
-    DemoTemplate,
     credit_code,
     device_code,
     fabric_code,
@@ -34,6 +33,7 @@ from node.demo.templates import (
     registration_code,
 )
 from protocol.handle import is_under
+from protocol.templates import Field, Template
 from registry.rows import PrefixStatus
 
 Value = dict[str, Any]
@@ -161,7 +161,7 @@ def admin_handle(prefix: str, owner: DemoEnterprise) -> DemoHandle:
     )
 
 
-def template_handle(template: DemoTemplate) -> DemoHandle:
+def template_handle(template: Template) -> DemoHandle:
     return DemoHandle(
         template.handle,
         [
@@ -172,9 +172,16 @@ def template_handle(template: DemoTemplate) -> DemoHandle:
     )
 
 
+def _field(template: Template, key: str) -> Field:
+    found = template.field(key)
+    if found is None:
+        raise KeyError(f"template {template.handle} has no field {key!r}")
+    return found
+
+
 def record(
     handle: str,
-    template: DemoTemplate,
+    template: Template,
     fields: dict[str, str],
     parents: tuple[str, ...] = (),
 ) -> DemoHandle:
@@ -183,7 +190,7 @@ def record(
     Fails at import time rather than at seeding time when a field is unknown or a
     required one is missing, so the demo cannot contradict its own templates.
     """
-    missing = [i.key for i in template.items if i.required and i.key not in fields]
+    missing = [f.key for f in template.fields if f.required and f.key not in fields]
     if missing:
         raise ValueError(f"{handle}: required fields {missing} of {template.handle} missing")
     prefix = handle.partition("/")[0]
@@ -193,7 +200,7 @@ def record(
         string_value(TEMPLATE_INDEX, "TEMPLATE", template.handle),
     ]
     values += [string_value(PARENT_INDEX + n, "PARENT", p) for n, p in enumerate(parents)]
-    values += [string_value(template.item(k).index, k, v) for k, v in fields.items()]
+    values += [string_value(_field(template, k).index, k, v) for k, v in fields.items()]
     return DemoHandle(handle, sorted(values, key=lambda v: int(v["index"])))
 
 

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from node.demo.dataset import demo_dataset
+from node.templates.catalog import registry_catalog
 from node.writes.service import WriteService
 from protocol.handle import normalise, parse_handle
 from protocol.jsonvalues import values_from_json
@@ -29,7 +30,7 @@ async def seed_records(
     """Put each (handle, values-in-REST-shape) record; return how many changed. Writes
     go through the write service (HS_SECKEY rules, signing, history). ``missing_only``:
     leave a handle that exists as it is, whatever it holds."""
-    writes = writes or WriteService(registry)
+    writes = writes or WriteService(registry, templates=registry_catalog(registry))
     changed = 0
     for text, values_json in records:
         handle = parse_handle(text)

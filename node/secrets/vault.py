@@ -72,6 +72,19 @@ class SecretVault:
         nonce = os.urandom(_NONCE_BYTES)
         return SEALED + nonce + self._aead.encrypt(nonce, secret, _AAD)
 
+    def seal_for(self, purpose: bytes, data: bytes) -> bytes:
+        """Data sealed for another use than an HS_SECKEY (a bearer token): bound to
+        ``purpose``, so neither can stand in for the other."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data, purpose)
+
+    def open_for(self, purpose: bytes, stored: bytes) -> bytes:
+        nonce, box = stored[:_NONCE_BYTES], stored[_NONCE_BYTES:]
+        try:
+            return self._aead.decrypt(nonce, box, purpose)
+        except (InvalidTag, ValueError):
+            raise SealedElsewhere("not sealed by this node for this use") from None
+
     def open(self, stored: bytes) -> bytes:
         """The secret in sealed data; SealedElsewhere when this key did not seal it."""
         nonce, box = stored[2 : 2 + _NONCE_BYTES], stored[2 + _NONCE_BYTES :]

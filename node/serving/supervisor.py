@@ -77,6 +77,7 @@ from node.runtime.tls import server_ssl_context
 from node.secrets.vault import open_vault
 from node.settings import Settings, SettingsError
 from node.signing.signer import build_signer
+from node.templates.catalog import registry_catalog
 from node.writes.service import WriteService
 
 log = logging.getLogger("idnode.workers")
@@ -199,7 +200,9 @@ async def prepare(settings: Settings, db: Database, now: datetime) -> None:
     if settings.sign_records:
         signer = await asyncio.to_thread(build_signer, settings, int(now.timestamp()))
     if settings.demo:
-        writes = WriteService(db.registry, vault=vault, signer=signer)
+        writes = WriteService(
+            db.registry, vault=vault, signer=signer, templates=registry_catalog(db.registry)
+        )
         counts = await seed_demo(
             db.registry,
             now,

@@ -32,13 +32,17 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from node.auth import Denied
+from node.errors import NodeError
 from node.runtime.metrics import NodeMetrics
 from node.secrets.legacy import looks_hashed
 from node.secrets.vault import SHOWN, SealedElsewhere, SecretVault, is_seckey, looks_sealed
+from node.templates.catalog import TemplateCatalog, guard_template_record
+from node.writes.group import GroupCommitter
 from protocol.certs import parse_claims
 from protocol.codes import Permission
 from protocol.errors import LocalProtocolError, ValueFormatError
@@ -47,9 +51,11 @@ from protocol.jose import SignatureError, jws_parse
 from protocol.jsonvalues import MAX_VALUES_PER_HANDLE
 from protocol.recordsig import is_signature, needs_cover
 from protocol.values import HandleValue
-from registry.errors import Conflict, NotFound
-from registry.rows import PutResult, Record
-from registry.store import Registry, storage_prefixes, unusable_prefix
+from registry.batch import BatchRefused, Change
+from registry.errors import Conflict, NotFound, RegistryError
+from registry.recordrules import storage_prefixes, unusable_prefix
+from registry.rows import FieldRows, PutResult, Record
+from registry.store import Registry
 
 if TYPE_CHECKING:
     from node.signing.signer import RecordSigner
@@ -109,6 +115,45 @@ def _same_values(a: Sequence[HandleValue], b: Sequence[HandleValue]) -> bool:
     return key == sorted((replace(v, timestamp=0) for v in b), key=lambda v: v.index)
 
 
+def _incoming(values: Sequence[HandleValue]) -> list[HandleValue]:
+    incoming = [protect_secret(v) for v in values]
+    seen: set[int] = set()
+    for v in incoming:
+        if v.index in seen:
+            raise ValueFormatError(f"value {v.index}: index {v.index} appears more than once")
+        seen.add(v.index)
+    return incoming
+
+
+@dataclass(frozen=True, slots=True)
+class PutItem:
+    """One create or change of a batch (``WriteService.write_batch``), as ``put`` takes it."""
+
+    handle: Handle
+    values: tuple[HandleValue, ...]
+    overwrite: bool = True
+    only_indexes: frozenset[int] | None = None
+    authorize: PutCheck | None = None
+    create_missing: bool = False  # only_indexes applies to an existing record only
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteItem:
+    handle: Handle
+    indexes: frozenset[int] | None = None
+    authorize: DeleteCheck | None = None
+
+
+BatchItem = PutItem | DeleteItem
+
+
+class NotApplied(RegistryError):
+    """Not written: another item of the atomic batch failed."""
+
+
+BatchOutcome = PutResult | None | Exception
+
+
 class _KeyedLocks:
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
@@ -143,12 +188,26 @@ class WriteService:
         *,
         vault: SecretVault | None = None,
         signer: RecordSigner | None = None,
+        templates: TemplateCatalog | None = None,
+        group_max: int = 1,
     ):
         self.registry = registry
+        # Records citing a template are checked against it on every write
+        # (node.templates.catalog); None only where no template can be read.
+        self.templates = templates
         self.signer = signer
         self.metrics = metrics
         self.vault = vault  # seals HS_SECKEY values; a write carrying a secret needs one
         self._locks = _KeyedLocks()
+        # Concurrent single writes share commits (node.writes.group); 1: each its own.
+        self._group = (
+            GroupCommitter(
+                lambda changes, now: registry.apply_changes(changes, now, atomic=False),
+                group_max,
+            )
+            if group_max > 1
+            else None
+        )
         # Called with the handle key once a change is committed: this node's own cache
         # forgets it before the write is acknowledged (others hear it via NOTIFY).
         self.on_commit: Callable[[str], None] = lambda key: None
@@ -165,65 +224,34 @@ class WriteService:
         only_indexes: frozenset[int] | None = None,
         keep_timestamps: bool = False,
         authorize: PutCheck | None = None,
+        create_missing: bool = False,
     ) -> PutResult:
         """Create or change a handle. ``only_indexes``: add/replace just these indexes
         of an existing handle (NotFound when it does not exist, as the reference's
-        ADD_VALUE). ``authorize`` sees the current record and the whole record to be
-        stored, and raises to refuse."""
-        incoming = [protect_secret(v) for v in values]
-        seen: set[int] = set()
-        for v in incoming:
-            if v.index in seen:
-                raise ValueFormatError(f"value {v.index}: index {v.index} appears more than once")
-            seen.add(v.index)
+        ADD_VALUE) unless ``create_missing`` (a write by field names: a new record holds
+        just these values). ``overwrite=False`` without ``only_indexes``: create only; the same
+        content again is success (a retried create), other content a Conflict.
+        ``authorize`` sees the current record and the whole record to be stored, and
+        raises to refuse."""
+        incoming = _incoming(values)
         async with self._locks.hold(handle.key):
             await self._check_prefix(handle)
             existing = await self.registry.get_handle(handle.key)
-            if only_indexes is not None and existing is None:
-                raise NotFound(
-                    f"handle {handle.text} does not exist (index= only changes existing handles)"
+            if keep_timestamps:
+                result = await self._put_as_given(handle, incoming, existing, actor, now, authorize)
+            else:
+                if create_missing and existing is None:
+                    only_indexes = None
+                prepared = await self._prepare_put(
+                    handle, incoming, existing, actor, now, overwrite, only_indexes, authorize
                 )
-            incoming = self._seal_secrets(incoming, existing)
-            merged = merged_record(existing, incoming, only_indexes)
-            if len(merged) > MAX_VALUES_PER_HANDLE:
-                raise ValueFormatError(
-                    f"the record would hold {len(merged)} values, over the limit of {MAX_VALUES_PER_HANDLE}"
-                )
-            if authorize is not None:
-                await authorize(existing, merged)
-            if not overwrite and only_indexes is not None and existing is not None:
-                # Adding values: only an index already holding something else conflicts
-                # (RC 201, as the reference's ADD_VALUE); the same value again is a retry.
-                check_free(existing, incoming, only_indexes)
-                overwrite = True
-            prepared: Sequence[HandleValue] = incoming
-            signed = self._signed(handle, merged, existing, now)
-            if signed is not None:  # the whole record: signature and values together
-                prepared, only_indexes = signed, None
-            # The version the permissions were checked against: a writer in another
-            # process that got in between makes this a Conflict, not a silent bypass.
-            result = await self.registry.put_handle(
-                handle,
-                prepared,
-                actor=actor,
-                now=now,
-                overwrite=overwrite,
-                only_indexes=only_indexes,
-                keep_timestamps=keep_timestamps,
-                expected_version=existing.version if existing is not None else 0,
-            )
+                if isinstance(prepared, PutResult):
+                    return prepared  # nothing changes
+                record = await self._commit(prepared, now)
+                assert record is not None
+                result = PutResult(record, created=existing is None, changed=True)
         if result.changed:
-            self.on_commit(handle.key)
-            action = "create" if result.created else "modify"
-            if self.metrics is not None:
-                self.metrics.writes.labels(action, source).inc()
-            log.info(
-                "%s %s by %s (version %d)",
-                action,
-                result.record.handle,
-                actor,
-                result.record.version,
-            )
+            self._committed(handle, result.record, source, actor, created=result.created)
         return result
 
     async def delete(
@@ -240,35 +268,197 @@ class WriteService:
         async with self._locks.hold(handle.key):
             await self._check_prefix(handle)
             existing = await self.registry.get_handle(handle.key)
-            if existing is None:
-                raise NotFound(f"handle {handle.text} does not exist")
-            if authorize is not None:
-                await authorize(existing)
-            missing = (indexes or frozenset()) - {v.index for v in existing.values}
-            if missing:
-                raise ValuesMissing(
-                    f"handle {existing.handle} has no value at index {min(missing)}"
+            change = await self._prepare_delete(handle, existing, indexes, actor, now, authorize)
+            record = await self._commit(change, now)
+        self._committed(handle, record, source, actor, created=False)
+        return record
+
+    async def write_batch(
+        self, items: Sequence[BatchItem], *, actor: str, now: datetime, source: str, atomic: bool
+    ) -> list[BatchOutcome]:
+        """Many writes, each checked as a single one would be, committed together in one
+        transaction (``Registry.apply_changes``). Per item: its PutResult, None after a
+        delete, or the exception that refused it. ``atomic``: all or nothing; when one
+        fails, the others are ``NotApplied``."""
+        out: list[BatchOutcome] = [NotApplied()] * len(items)
+        seen: dict[str, int] = {}
+        for n, item in enumerate(items):
+            first = seen.setdefault(item.handle.key, n)
+            if first != n:
+                out[n] = ValueFormatError(
+                    f"handle {item.handle.text} appears twice in the batch (items {first} and {n})"
                 )
-            remaining = tuple(v for v in existing.values if v.index not in (indexes or ()))
-            signed = self._signed(handle, remaining, existing, now) if indexes is not None else None
-            if signed is not None and any(not is_signature(v) for v in signed):
-                # Re-signed without the removed values, in the same transaction.
-                result = await self.registry.put_handle(
-                    handle, signed, actor=actor, now=now, expected_version=existing.version
-                )
-                record: Record | None = result.record
+        checked: dict[str, Exception | None] = {}
+        existing = await self.registry.get_handles(
+            [i.handle.key for n, i in enumerate(items) if not isinstance(out[n], ValueFormatError)]
+        )
+        changes: list[Change] = []
+        where: list[int] = []
+        for n, item in enumerate(items):
+            if isinstance(out[n], ValueFormatError):
+                continue
+            try:
+                await self._check_prefix(item.handle, checked)
+                old = existing.get(item.handle.key)
+                prepared: Change | PutResult
+                if isinstance(item, DeleteItem):
+                    prepared = await self._prepare_delete(
+                        item.handle, old, item.indexes, actor, now, item.authorize
+                    )
+                else:
+                    only = item.only_indexes
+                    if item.create_missing and old is None:
+                        only = None
+                    prepared = await self._prepare_put(
+                        item.handle,
+                        _incoming(item.values),
+                        old,
+                        actor,
+                        now,
+                        item.overwrite,
+                        only,
+                        item.authorize,
+                    )
+            except (RegistryError, ValueFormatError, NodeError, Denied) as exc:
+                out[n] = exc
+                continue
+            if isinstance(prepared, PutResult):
+                out[n] = prepared
             else:
-                record = await self.registry.delete_handle(
-                    handle, actor=actor, now=now, indexes=indexes, expected_version=existing.version
-                )
+                changes.append(prepared)
+                where.append(n)
+        if atomic and any(isinstance(o, Exception) and not isinstance(o, NotApplied) for o in out):
+            return [o if not isinstance(o, PutResult) else NotApplied() for o in out]
+        try:
+            outcomes = await self.registry.apply_changes(changes, now, atomic=atomic)
+        except BatchRefused as refused:
+            for pos, why in refused.failed.items():
+                out[where[pos]] = why
+            if not refused.failed:
+                return [Conflict(refused.message)] * len(items)
+            return [o if isinstance(o, Exception) else NotApplied() for o in out]
+        for n, change, outcome in zip(where, changes, outcomes, strict=True):
+            if isinstance(outcome, RegistryError):
+                out[n] = outcome
+                continue
+            created = change.expected_version == 0
+            self._committed(change.handle, outcome, source, actor, created=created)
+            out[n] = None if outcome is None else PutResult(outcome, created=created, changed=True)
+        return out
+
+    async def _prepare_put(
+        self,
+        handle: Handle,
+        incoming: list[HandleValue],
+        existing: Record | None,
+        actor: str,
+        now: datetime,
+        overwrite: bool,
+        only_indexes: frozenset[int] | None,
+        authorize: PutCheck | None,
+    ) -> Change | PutResult:
+        """The change to commit (the whole record, signed), or the unchanged record."""
+        if only_indexes is not None and existing is None:
+            raise NotFound(
+                f"handle {handle.text} does not exist (index= only changes existing handles)"
+            )
+        incoming = self._seal_secrets(incoming, existing)
+        merged = merged_record(existing, incoming, only_indexes)
+        if len(merged) > MAX_VALUES_PER_HANDLE:
+            raise ValueFormatError(
+                f"the record would hold {len(merged)} values, over the limit of {MAX_VALUES_PER_HANDLE}"
+            )
+        if authorize is not None:
+            await authorize(existing, merged)
+        fields = await self._check_template(handle, existing, merged)
+        if existing is not None and only_indexes is not None and not overwrite:
+            # Adding values: only an index already holding something else conflicts
+            # (RC 201, as the reference's ADD_VALUE); the same value again is a retry.
+            check_free(existing, incoming, only_indexes)
+        record = self._signed(handle, merged, existing, now)
+        if record is None:
+            record = merged
+        if existing is not None:
+            if _same_values(record, existing.values):
+                return PutResult(existing, created=False, changed=False)
+            if not overwrite and only_indexes is None:
+                raise Conflict(f"handle {existing.handle} already exists with different values")
+        version = existing.version if existing is not None else 0
+        return Change(handle, tuple(record), version, actor, fields)
+
+    async def _prepare_delete(
+        self,
+        handle: Handle,
+        existing: Record | None,
+        indexes: frozenset[int] | None,
+        actor: str,
+        now: datetime,
+        authorize: DeleteCheck | None,
+    ) -> Change:
+        if existing is None:
+            raise NotFound(f"handle {handle.text} does not exist")
+        if authorize is not None:
+            await authorize(existing)
+        if indexes is None:
+            return Change(handle, None, existing.version, actor)
+        missing = indexes - {v.index for v in existing.values}
+        if missing:
+            raise ValuesMissing(f"handle {existing.handle} has no value at index {min(missing)}")
+        remaining = tuple(v for v in existing.values if v.index not in indexes)
+        # What is left must still follow its template, and is re-signed without the
+        # removed values, in the same transaction.
+        fields = await self._check_template(handle, existing, remaining)
+        signed = self._signed(handle, remaining, existing, now)
+        record = signed if signed is not None else remaining
+        return Change(handle, tuple(record), existing.version, actor, fields)
+
+    async def _commit(self, change: Change, now: datetime) -> Record | None:
+        if self._group is not None:
+            outcome = await self._group.commit(change, now)
+        else:
+            outcome = (await self.registry.apply_changes([change], now, atomic=False))[0]
+        if isinstance(outcome, RegistryError):
+            raise outcome
+        return outcome
+
+    def _committed(
+        self, handle: Handle, record: Record | None, source: str, actor: str, *, created: bool
+    ) -> None:
         self.on_commit(handle.key)
-        action = "delete" if indexes is None else "modify"
+        action = "delete" if record is None else "create" if created else "modify"
         if self.metrics is not None:
             self.metrics.writes.labels(action, source).inc()
-        log.info(
-            "%s %s by %s", "delete" if indexes is None else "remove values of", handle.text, actor
+        if record is None:
+            log.info("delete %s by %s", handle.text, actor)
+        else:
+            log.info("%s %s by %s (version %d)", action, record.handle, actor, record.version)
+
+    async def _put_as_given(
+        self,
+        handle: Handle,
+        incoming: list[HandleValue],
+        existing: Record | None,
+        actor: str,
+        now: datetime,
+        authorize: PutCheck | None,
+    ) -> PutResult:
+        """A record stored with the timestamps it carries (the demo seed's golden
+        records), replacing the handle's."""
+        incoming = self._seal_secrets(incoming, existing)
+        merged = merged_record(existing, incoming, None)
+        if authorize is not None:
+            await authorize(existing, merged)
+        fields = await self._check_template(handle, existing, merged)
+        signed = self._signed(handle, merged, existing, now)
+        return await self.registry.put_handle(
+            handle,
+            signed if signed is not None else merged,
+            actor=actor,
+            now=now,
+            keep_timestamps=True,
+            expected_version=existing.version if existing is not None else 0,
+            fields=fields,
         )
-        return record
 
     async def resign(self, handle: Handle, *, actor: str, now: datetime) -> str:
         """Re-sign the stored record with the current key (``idnode resign``): one write
@@ -304,16 +494,38 @@ class WriteService:
             self.on_commit(handle.key)
         return "resigned"
 
-    async def _check_prefix(self, handle: Handle) -> None:
+    async def _check_template(
+        self, handle: Handle, existing: Record | None, merged: Sequence[HandleValue]
+    ) -> FieldRows:
+        """TemplateViolation unless the record follows the template it cites; its field
+        index entries (none without a template). A template record itself must hold a
+        valid template and, once published, keep it."""
+        own = guard_template_record(handle.text, existing.values if existing else None, merged)
+        if self.templates is None:
+            return own or FieldRows()
+        return await self.templates.check_record(merged) or own or FieldRows()
+
+    async def _check_prefix(
+        self, handle: Handle, checked: dict[str, Exception | None] | None = None
+    ) -> None:
         """Refuse a write under a prefix that is not registered or not enabled, naming
         its status, before anyone is asked for permission on it (whose answer would
         only be "not an admin of prefix ..."). The registry checks again, in the
-        write's transaction."""
+        write's transaction. ``checked``: what earlier items of a batch found, by
+        the handle's owning prefix."""
+        key = handle.owning_prefix.upper()
+        if checked is not None and key in checked:
+            found = checked[key]
+            if found is not None:
+                raise found
+            return
         for name in storage_prefixes(handle):
             prefix = await self.registry.get_prefix(name)
             if prefix is not None:
                 break
         problem = unusable_prefix(name, prefix.status if prefix is not None else None)
+        if checked is not None:
+            checked[key] = problem
         if problem is not None:
             raise problem
 

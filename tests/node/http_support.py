@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -86,7 +87,16 @@ def _template(path: str) -> str | None:
         return "/api/handles"
     if path.startswith("/api/handles/"):
         return "/api/handles/{handle}"
-    return path if path in openapi_document()["paths"] else None
+    if path.startswith("/api/history/"):  # the handle may hold '/': not one segment
+        return "/api/history/{handle}"
+    if path.startswith("/api/templates/"):
+        return "/api/templates/{handle}"
+    if path in openapi_document()["paths"]:
+        return path
+    for template in openapi_document()["paths"]:  # one path segment per {parameter}
+        if re.fullmatch(re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)), path):
+            return template
+    return None
 
 
 def check_openapi(method: str, path: str, reply: Reply) -> None:

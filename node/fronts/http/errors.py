@@ -5,6 +5,7 @@ the endpoints raise to answer with an error body."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from protocol.codes import ResponseCode as RC
 
@@ -51,8 +52,10 @@ class ApiError(Exception):
         status: int | None = None,
         handle: str | None = None,
         headers: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
     ):
         super().__init__(message)
+        self.details = dict(details or {})  # more members of the error body (``problems``)
         self.response_code = int(response_code)
         self.status = status if status is not None else http_status(self.response_code)
         self.handle = handle

@@ -18,19 +18,25 @@ from aiohttp import web
 from node.auth import Denied, Identity
 from node.fronts.http import params
 from node.fronts.http.errors import ApiError, http_status
+from node.fronts.http.history import get_handle_at
 from node.fronts.http.hot import HotReply, shape_of
 from node.fronts.http.reply import NO_STORE, Style, cache_control, json_bytes, render
 from node.fronts.http.services import HttpServices, services
+from node.fronts.http.writeitems import (
+    field_indexes,
+    is_field_write,
+    values_from_fields,
+    write_error,
+)
 from node.resolution.forward.build import count_forwarding
 from node.resolution.outcomes import Found, PrefixReferral, Unverified, ValuesNotFound
-from node.writes.service import ValuesMissing
 from protocol.codes import Permission, TTLType
 from protocol.codes import ResponseCode as RC
 from protocol.errors import HandleSyntaxError, ValueFormatError
 from protocol.handle import Handle, normalise, parse_handle
 from protocol.jsonvalues import values_from_json, values_to_json
 from protocol.values import HandleValue
-from registry.errors import Conflict, NotFound, RegistryError, UnknownPrefix
+from registry.errors import RegistryError
 
 PATH_PREFIX = "/api/handles/"
 SIGNATURE_HEADER = "X-Idnode-Signature"
@@ -62,6 +68,9 @@ def _parse(text: str) -> Handle:
 
 
 async def get_handle(request: web.Request) -> web.Response:
+    # ?at=T: the record's past, from the history; never a kept reply (that is the present).
+    if "at" in request.query_string and "at" in request.query:
+        return await get_handle_at(request)
     svc = services(request)
     hot = svc.hot
     shape = shape_of(request) if hot is not None else None
@@ -257,14 +266,24 @@ async def put_handle(request: web.Request) -> web.Response:
     wanted = params.indexes_or_various(q)
     identity = await svc.require_identity(request, "PUT")
     body = await _read_json(request, svc.settings.http_max_body_bytes)
-    values = _values_in_body(body, text, check_handle=not mint)
+    by_fields = is_field_write(body)
+    if by_fields:  # {"template", "fields"}: the changed fields, the rest kept
+        values = await values_from_fields(svc, body, text)
+    else:
+        values = _values_in_body(body, text, check_handle=not mint)
     if mint:
         overwrite = False  # a minted handle is new by construction: never overwrite
         text = _mint(text)
     handle = _parse(text)
     given = {v.index for v in values}
-    if wanted == "various":
-        only: frozenset[int] | None = frozenset(given)
+    if by_fields:
+        if wanted:
+            raise ApiError(
+                RC.INVALID_VALUE, "index= does not go with a write by field names", handle=text
+            )
+        only: frozenset[int] | None = field_indexes(values)
+    elif wanted == "various":
+        only = frozenset(given)
     elif wanted:
         if set(wanted) != given:
             raise ApiError(
@@ -291,14 +310,10 @@ async def put_handle(request: web.Request) -> web.Response:
             overwrite=overwrite,
             only_indexes=only,
             authorize=authorize,
+            create_missing=by_fields,
         )
-    except Denied as exc:
-        raise ApiError(exc.response_code, exc.message, handle=text) from None
-    except Conflict as exc:
-        rc = RC.VALUE_ALREADY_EXISTS if only is not None else RC.HANDLE_ALREADY_EXISTS
-        raise ApiError(rc, exc.message, handle=text) from None
-    except (NotFound, UnknownPrefix, ValueFormatError, RegistryError) as exc:
-        raise _write_error(exc, text) from None
+    except (Denied, RegistryError, ValueFormatError) as exc:
+        raise write_error(exc, text, adding=only is not None and not by_fields) from None
     status = http_status(RC.SUCCESS, created=not overwrite)
     return render(
         {"responseCode": 1, "handle": text},
@@ -306,19 +321,6 @@ async def put_handle(request: web.Request) -> web.Response:
         style=Style.of(request),
         headers={"Cache-Control": NO_STORE},
     )
-
-
-def _write_error(exc: Exception, text: str) -> ApiError:
-    if isinstance(exc, ValuesMissing):
-        return ApiError(RC.VALUES_NOT_FOUND, exc.message, handle=text)
-    if isinstance(exc, NotFound):
-        return ApiError(RC.HANDLE_NOT_FOUND, exc.message, handle=text)
-    if isinstance(exc, UnknownPrefix):
-        return ApiError(RC.SERVER_NOT_RESP, exc.message, handle=text)
-    if isinstance(exc, ValueFormatError):
-        return ApiError(RC.INVALID_VALUE, exc.message, handle=text)
-    assert isinstance(exc, RegistryError)
-    return ApiError(RC.INVALID_VALUE, exc.message, handle=text)
 
 
 # -- DELETE ------------------------------------------------------------------------------
@@ -350,10 +352,8 @@ async def delete_handle(request: web.Request) -> web.Response:
             indexes=indexes,
             authorize=authorize,
         )
-    except Denied as exc:
-        raise ApiError(exc.response_code, exc.message, handle=text) from None
-    except (NotFound, UnknownPrefix, RegistryError) as exc:
-        raise _write_error(exc, text) from None
+    except (Denied, RegistryError, ValueFormatError) as exc:
+        raise write_error(exc, text) from None
     return render(
         {"responseCode": 1, "handle": text},
         status=200,

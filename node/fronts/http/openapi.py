@@ -12,6 +12,16 @@ from typing import Any
 import orjson
 
 from node import __version__
+from node.fronts.http.openapi_history import (
+    AT_PARAM,
+    HISTORY_SCHEMAS,
+    RECORD_AT_PROPERTIES,
+    history_paths,
+)
+from node.fronts.http.openapi_imports import imports_paths
+from node.fronts.http.openapi_manage import MANAGE_SCHEMAS, manage_paths
+from node.fronts.http.openapi_writes import BEARER_SCHEME, WRITES_SCHEMAS, writes_paths
+from registry.store import SEARCH_COUNT_BOUND
 
 Schema = dict[str, Any]
 
@@ -164,6 +174,7 @@ SCHEMAS: dict[str, Schema] = {
             "handle": {"type": "string"},
             "values": {"type": "array", "items": _ref("HandleValue")},
             "message": {"type": "string"},
+            **RECORD_AT_PROPERTIES,
         },
     },
     "WriteReply": {
@@ -180,6 +191,8 @@ SCHEMAS: dict[str, Schema] = {
             "responseCode": {"type": "integer", "not": {"const": 1}},
             "handle": {"type": "string"},
             "message": {"type": "string"},
+            "template": {"type": "string"},  # a template violation: which template
+            "problems": {"type": "array", "items": _ref("TemplateProblem")},  # and each field
         },
     },
     "ListReply": {
@@ -290,6 +303,7 @@ SESSION_HEADER = {
     'of nonce || cnonce bytes>"',
 }
 SECURITY_SCHEMES = {
+    "bearerToken": BEARER_SCHEME,
     "basicAuth": {
         "type": "http",
         "scheme": "basic",
@@ -353,6 +367,63 @@ def _sessions() -> dict[str, Any]:
     }
 
 
+def _search() -> dict[str, Any]:
+    """GET /api/search (node.fronts.http.search): records by a template field's value."""
+    reply: Schema = {
+        "type": "object",
+        "required": ["responseCode", "template", "field", "value", "handles", "next", "total"],
+        "additionalProperties": False,
+        "properties": {
+            "responseCode": {"const": 1},
+            "template": {"type": "string", "description": "the template handle"},
+            "field": {"type": "string", "description": "the field key, as the template spells it"},
+            "value": {"type": "string"},
+            "handles": {"type": "array", "items": {"type": "string"}},
+            "next": {
+                "type": ["string", "null"],
+                "description": "send as after= for the next page; null on the last page",
+            },
+            "total": {
+                "oneOf": [
+                    {"type": "integer", "minimum": 0, "maximum": SEARCH_COUNT_BOUND},
+                    {"const": f"more than {SEARCH_COUNT_BOUND}"},
+                ],
+                "description": f"matches under the caller's prefixes, counted up to "
+                f"{SEARCH_COUNT_BOUND}",
+            },
+        },
+    }
+    ok = _json("ErrorReply", "one page of handles, in handle key order")  # its JSONP form
+    ok["content"] = {**ok["content"], "application/json": {"schema": reply}}
+    return {
+        "/api/search": {
+            "get": {
+                "summary": "Find records by the value of a searchable (indexed or unique) "
+                "field of the template they cite, under the prefixes the caller administers",
+                "operationId": "searchByField",
+                "security": BASIC,
+                "parameters": [
+                    _query(
+                        "template",
+                        "template handle, e.g. 88.118/TPL.TEXTILE.ROLL.V1",
+                        required=True,
+                    ),
+                    _query("field", "field key, e.g. dyeLot", required=True),
+                    _query("value", "the exact value", required=True),
+                    _query(
+                        "limit",
+                        "page size (default 100, at most search_max_page_size)",
+                        {"type": "integer", "minimum": 1},
+                    ),
+                    _query("after", "the previous page's next (a handle key)"),
+                    *COMMON,
+                ],
+                "responses": {"200": ok, **_errors(400, 401, 403, 404, 429, 500, 503)},
+            }
+        }
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     one = {
@@ -370,6 +441,7 @@ def openapi_document() -> dict[str, Any]:
                 _query("auth", "authoritative answer (always)", FLAG),
                 _query("cert", "accepted, ignored", FLAG),
                 _query("doNotRefer", "no prefix referral (RC 100 instead)", FLAG),
+                AT_PARAM,
                 *COMMON,
             ],
             "responses": {
@@ -483,6 +555,11 @@ def openapi_document() -> dict[str, Any]:
                 }
             },
             **_sessions(),
+            **_search(),
+            **manage_paths(),
+            **writes_paths(),
+            **history_paths(),
+            **imports_paths(),
             "/api/openapi.json": {
                 "get": {
                     "summary": "This document",
@@ -497,7 +574,7 @@ def openapi_document() -> dict[str, Any]:
             },
         },
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **MANAGE_SCHEMAS, **WRITES_SCHEMAS, **HISTORY_SCHEMAS},
             "securitySchemes": SECURITY_SCHEMES,
         },
     }

@@ -86,6 +86,7 @@ def error_reply(err: ApiError, style: Style = Style()) -> web.Response:
     if err.handle is not None:
         body["handle"] = err.handle
     body["message"] = err.message
+    body.update(err.details)
     headers = {"Cache-Control": NO_STORE, **err.headers}
     return render(body, status=err.status, style=style, headers=headers)
 

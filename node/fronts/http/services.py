@@ -19,6 +19,7 @@ from node.auth import (
     Identity,
     SessionStore,
 )
+from node.auth.bearer import BearerScheme
 from node.auth.handleauth import session_id_of
 from node.fronts.http.errors import ApiError
 from node.fronts.http.hot import HotReplies
@@ -49,6 +50,7 @@ class HttpServices:
     # Who may be answered through the tree for prefixes served elsewhere (None: this node
     # does not forward).
     recursion: RecursionPolicy | None = None
+    bearer: BearerScheme | None = None  # issues the tokens of /identity/token
 
     def may_recurse(self, remote: str | None) -> bool:
         return self.recursion is not None and self.recursion.allows(remote)

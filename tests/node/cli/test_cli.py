@@ -143,7 +143,7 @@ async def test_handle_put_get_list_delete(
 
     ok("handle", "delete", "88.118.2/ROLL-2", env=env)
     assert "not found" in fails("handle", "get", "88.118.2/ROLL-2", env=env)
-    history = json.loads(ok("handle", "history", "88.118.2/ROLL-2", env=env))
+    history = json.loads(ok("handle", "history", "88.118.2/ROLL-2", "--json", env=env))
     assert [h["action"] for h in history] == ["create", "delete"]
     assert history[0]["actor"].startswith("cli")
     assert await counts(database_url) == (1, 3)

@@ -19,6 +19,8 @@ from node.demo import dataset as demo
 from node.demo.dataset import DemoDataset, DemoHandle, demo_dataset
 from node.demo.templates import credit_check_char
 from protocol.handle import is_under, normalise, parse_handle, parse_prefix
+from protocol.jsonvalues import values_from_json
+from protocol.templates import Template
 
 ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -257,6 +259,21 @@ def test_every_hs_admin_names_an_existing_admin(
 # --- templates and records ---------------------------------------------------------
 
 
+METADATA_KEYS = {
+    "type",
+    "minLength",
+    "maxLength",
+    "min",
+    "max",
+    "unit",
+    "pattern",
+    "enum",
+    "check",
+    "unique",
+    "indexed",
+}
+
+
 def test_templates_describe_themselves(data: DemoDataset) -> None:
     templates = [h for h in data.handles if values_of(h, "IDIS_TEMPLATE")]
     assert {parse_handle(h.handle).suffix for h in templates} >= {
@@ -271,14 +288,15 @@ def test_templates_describe_themselves(data: DemoDataset) -> None:
         assert tpl["prefix"] == parse_handle(h.handle).prefix in ("88.118", "88.119")
         assert tpl["version"] and tpl["items"]
         for cat in tpl["industryCategory"]:
-            assert re.fullmatch(r"C\d{4}", cat["code"]) and cat["name"]
+            assert re.fullmatch(r"[A-T]\d{4}", cat["code"]) and cat["name"]  # GB/T 4754
         idx = [i["idIndex"] for i in tpl["items"]]
         assert len(set(idx)) == len(idx) and min(idx) >= 2000
         for item in tpl["items"]:
             assert set(item) >= {"name", "idType", "idIndex", "required", "metadata"}
             meta = item["metadata"]
-            assert set(meta) == {"type", "minLength", "maxLength"}
+            assert {"type", "minLength", "maxLength"} <= set(meta) <= METADATA_KEYS
             assert 0 < meta["minLength"] <= meta["maxLength"]
+        assert Template.from_json(text(body), h.handle).to_json() == text(body)
 
 
 def test_records_follow_their_templates(
@@ -303,12 +321,13 @@ def test_records_follow_their_templates(
             n = len(text(value))
             meta = item["metadata"]
             assert meta["minLength"] <= n <= meta["maxLength"], (h.handle, item["idType"])
-            if meta["type"] == "number":
-                float(text(value))
-            elif meta["type"] == "date":
+            if meta["type"] == "date":
                 assert re.fullmatch(r"20\d\d-[01]\d-[0-3]\d", text(value))
             elif meta["type"] == "url":
                 assert re.fullmatch(r"https://[\w.-]*example\.(com|cn)/\S+", text(value))
+        # ...and every rule of it (types, ranges, enums, code structures).
+        template = Template.from_json(json.dumps(tpl))
+        assert template.problems(values_from_json(h.values)) == [], h.handle
         (url,) = values_of(h, "URL")
         assert url["index"] == 1 and text(url).startswith("https://")
 

@@ -107,7 +107,8 @@ async def test_basic_user_forms(api: Api) -> None:
         (basic("1:88.118.2/ADMIN", A.admin_secret), "no_secret_key"),  # index 1 holds no HS_SECKEY
         (basic("300:88.118.2/ROLL-2026-000123", "x"), "no_secret_key"),
         ({"Authorization": "Basic bm9jb2xvbg=="}, "malformed"),  # "nocolon"
-        ({"Authorization": "Bearer abc"}, "unsupported"),
+        ({"Authorization": "Bearer abc"}, "bad_token"),  # not a token this node issued
+        ({"Authorization": "Digest abc"}, "unsupported"),
     ],
 )
 async def test_failed_authentication(
@@ -116,7 +117,7 @@ async def test_failed_authentication(
     r = await api.get(A_HANDLE.join(["/api/handles/", ""]), headers=headers)
     # Wrong credentials: 401 with a challenge (the reference's answer, what REST clients
     # key on); credentials that cannot even be read: 403.
-    wrong = reason in ("bad_secret", "unknown_admin", "no_secret_key")
+    wrong = reason in ("bad_secret", "unknown_admin", "no_secret_key", "bad_token")
     assert (r.status, r.json["responseCode"]) == ((401, 403) if wrong else (403, 404)), r.text
     assert ("WWW-Authenticate" in r.headers) == wrong and r.json["handle"] == A_HANDLE
     assert "not-the-secret" not in r.text

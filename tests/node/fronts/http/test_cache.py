@@ -233,8 +233,10 @@ async def test_requests_with_authorization_never_hit(node: Node, api: Api) -> No
     refused = await api.get(ADMIN, headers=basic("300:88.118.2/ADMIN", "wrong"))
     assert (refused.status, refused.json["responseCode"]) == (401, 403) and counts()[0] == 1
     # An unsupported scheme, too: any Authorization header takes the full path.
-    odd = await api.get(ADMIN, headers={"Authorization": "Bearer abc"})
+    odd = await api.get(ADMIN, headers={"Authorization": "Digest abc"})
     assert odd.status == 403 and counts()[0] == 1
+    forged = await api.get(ADMIN, headers={"Authorization": "Bearer abc"})
+    assert forged.status == 401 and counts()[0] == 1
     # Anonymous callers still get the public values, from the cache.
     again = await api.get(ADMIN)
     assert again.text == anonymous.text and counts()[0] == 2

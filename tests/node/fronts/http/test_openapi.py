@@ -9,6 +9,7 @@ import jsonschema
 import pytest
 from openapi_spec_validator import validate
 
+from node.demo.dataset import DYE_PLANT
 from node.fronts.http.openapi import openapi_document
 from tests.node.http_support import (
     CHECKED,
@@ -22,6 +23,7 @@ from tests.node.http_support import (
     check_openapi,
     url_value,
 )
+from tests.node.templates_support import roll_fields
 
 
 def test_document_is_valid_openapi() -> None:
@@ -41,6 +43,10 @@ async def test_every_operation_success_and_error(api: Api) -> None:
     await api.get(h)  # 200
     await api.get(h + "?index=5")  # 200, RC 200
     await api.get(h + "?callback=cb")  # JSONP
+    await api.get(h + "?at=2999-01-01T00:00:00Z")  # 200: the record as it stands
+    await api.get(h + "?at=2000-01-01T00:00:00Z")  # 404: it did not exist then
+    await api.get("/api/history/88.118.2/OAS")  # 200
+    await api.get("/api/history/88.118.2/OAS?limit=0")  # 400
     await api.get("/api/handles/88.118.2/NONE")  # 404
     await api.get("/api/handles/88.118.2/ADMIN", headers=admin_of(B))  # 403
     await api.get(h, headers=basic("300:88.118.2/ADMIN", "bad"))  # 403
@@ -51,6 +57,14 @@ async def test_every_operation_success_and_error(api: Api) -> None:
     await api.get("/api/handles?prefix=88.118.2&pageSize=3", headers=admin_of(A))  # 200
     await api.get("/api/handles?prefix=88.118.2")  # 401
     await api.get("/api/handles?prefix=..")  # 400
+    lot = "/api/search?template=88.118/TPL.TEXTILE.ROLL.V1&value=DL-20260316-02&field="
+    await api.get(lot + "dyeLot", headers=admin_of(A))  # 200
+    await api.get(
+        lot + "dyeLot&limit=1", headers=basic("300:88.118.5/ADMIN", DYE_PLANT.admin_secret)
+    )
+    await api.get(lot + "dyeLot")  # 401
+    await api.get(lot + "colour", headers=admin_of(A))  # 400
+    await api.get(lot.replace("ROLL", "NOPE") + "dyeLot", headers=admin_of(A))  # 404
     await api.get("/api/prefixes")
     await api.get("/api/prefixes?callback=1x")  # 400
     await api.get("/api/openapi.json")
@@ -69,6 +83,43 @@ async def test_every_operation_success_and_error(api: Api) -> None:
     )  # 403
     await api.delete("/api/sessions/this", headers=this)  # 204
     await api.put("/api/sessions/this", headers=this)  # 401
+    apps = "/api/manage/applications"  # as enterprise admin A (roles: test_manage.py)
+    await api.post(apps, {"prefix": "88.118.70"}, headers=admin_of(A))  # 201
+    await api.get(apps, headers=admin_of(A))  # 200
+    await api.get(apps + "/88.118.70", headers=admin_of(A))  # 200
+    await api.get(apps + "/88.118.70/history", headers=admin_of(A))  # 200
+    await api.post(apps + "/88.118.70/reviews", {"status": 5}, headers=admin_of(A))  # 403
+    await api.get("/api/manage/enterprises", headers=admin_of(A))  # 200
+    await api.post("/api/manage/enterprises", {"name": "x", "creditCode": "y"})  # 401
+    roll = {"template": "88.118/TPL.TEXTILE.ROLL.V1", "fields": roll_fields(1)}
+    one = {"op": "create", "handle": "88.118.2/OAS-B", **roll}
+    await api.post("/api/batches", {"items": [one]}, headers=admin_of(A))  # 200
+    await api.post(
+        "/api/batches", {"mode": "atomic", "items": [{**one, "op": "x"}]}, headers=admin_of(A)
+    )  # 400
+    await api.post("/api/imports", raw=b"{}")  # 401 (its 200 is a stream: test_imports.py)
+    await api.get("/api/templates")  # 200
+    await api.get("/api/templates/88.118/TPL.TEXTILE.ROLL.V1")  # 200
+    await api.get("/snms/api/v5/template?prefix=88.118")  # 200
+    token = (
+        await api.post(
+            "/identity/token", {"username": "300:88.118.2/ADMIN", "password": A.admin_secret}
+        )
+    ).json["data"]["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    caict = {
+        "handle": "88.118.2/OAS-C",
+        "value": [{"index": 1, "type": "URL", "data": {"format": "string", "value": "u"}}],
+    }
+    await api.post("/identityv2/data", caict, headers=bearer)  # 201
+    await api.get("/identityv2/data/detail?handle=88.118.2/OAS-C", headers=bearer)  # 200
+    await api.put("/identityv2/data", caict, headers=bearer)  # 200
+    await api.delete("/identityv2/data?handle=88.118.2/OAS-C", headers=bearer)  # 200
+    await api.post("/identityv2/data/batchCreate", [caict], headers=bearer)  # 200
+    await api.put("/identityv2/data/batchUpdate", [caict], headers=bearer)  # 200
+    await api.call(
+        "DELETE", "/identityv2/data/batchDelete", body=["88.118.2/OAS-C"], headers=bearer
+    )
     seen = {(m, t) for m, t, _ in CHECKED}
     documented = {
         (m.upper(), p)

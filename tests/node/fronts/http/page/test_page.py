@@ -5,6 +5,7 @@ and its bounds, error pages, encodings, public-only values, escaping, HEAD."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 from urllib.parse import quote
@@ -15,7 +16,8 @@ import pytest
 from node.app import Node
 from node.demo.dataset import SILK_LOT, TRACE_SITE
 from node.fronts.http.page.routes import MAX_ALIAS_HOPS, wants_json
-from protocol.handle import normalise
+from protocol.handle import normalise, parse_handle
+from protocol.jsonvalues import values_from_json
 from tests.node.http_support import A_HANDLE, A, Api, admin_of, admin_value, url_value
 
 JSON = {"Accept": "application/json"}
@@ -374,19 +376,25 @@ async def test_non_public_values_are_never_shown(api: Api) -> None:
     assert r.status == 200 and "HS_SECKEY" not in r.text and "pbkdf2" not in r.text.lower()
 
 
-async def test_everything_is_escaped(api: Api) -> None:
+async def test_everything_is_escaped(api: Api, http_node: Node) -> None:
     script = "<script>alert('x')</script>"
-    await put(
-        api,
-        "88.118.2/XSS",
-        [
-            text_value(1, "URL", "javascript:alert(1)"),
-            admin_value("88.118.2"),
-            text_value(2, "URL", 'https://example.com/?q="><script>alert(2)</script>'),
-            text_value(3, "NOTE", script),
-            text_value(4, f"T{script}", "type too"),
-            text_value(1001, "TEMPLATE", f"88.118/{script}"),
-        ],
+    # Stored in the registry directly: the write path refuses a TEMPLATE naming no
+    # template, but records older than that check, or written in SQL, may hold one.
+    assert http_node.db is not None
+    await http_node.db.registry.put_handle(
+        parse_handle("88.118.2/XSS"),
+        values_from_json(
+            [
+                text_value(1, "URL", "javascript:alert(1)"),
+                admin_value("88.118.2"),
+                text_value(2, "URL", 'https://example.com/?q="><script>alert(2)</script>'),
+                text_value(3, "NOTE", script),
+                text_value(4, f"T{script}", "type too"),
+                text_value(1001, "TEMPLATE", f"88.118/{script}"),
+            ]
+        ),
+        actor="test",
+        now=datetime.now(UTC),
     )
     r = await api.get("/88.118.2/XSS")
     assert r.status == 302 and r.headers["Location"].startswith(

@@ -94,7 +94,7 @@ from loadtest.harness import (
 from loadtest.lag import basic_auth, quantile
 from loadtest.native_admin import loop_kind, new_loop
 from loadtest.native_udp import resolution_request
-from loadtest.rolls import MAX_FIELDS, RollRecords, embedded_registry
+from loadtest.rolls import MAX_FIELDS, RollRecords, as_written, embedded_registry
 from node.client.native import ClientError, NativeClient
 from node.demo.dataset import LIFT_MAKER, SILK_MILL
 from protocol.bodies import ResolutionReply
@@ -155,7 +155,8 @@ def progress(line: str) -> None:
 class Records:
     """What every created record holds: URL (1), HS_ADMIN (100, the owner's admin),
     TEMPLATE (1001) and ``fields`` greige-roll fields (2000+), as loadtest/rolls.py
-    builds them; the node adds its HS_SIGNATURE."""
+    builds them (without TEMPLATE when the fields do not complete the template:
+    ``rolls.as_written``); the node adds its HS_SIGNATURE."""
 
     def __init__(self, fields: int, now_s: int | None = None):
         self.fields = fields
@@ -174,11 +175,15 @@ class Records:
             }
         )
         roll = self._rolls.values(n)  # URL, HS_ADMIN, TEMPLATE, fields
-        return [
-            HandleValue(1, "URL", (TRACE_SITE + owner.handle(n)).encode(), timestamp=self.now_s),
-            HandleValue(100, "HS_ADMIN", admin, timestamp=self.now_s),
-            *roll[2:],
-        ]
+        return as_written(
+            [
+                HandleValue(
+                    1, "URL", (TRACE_SITE + owner.handle(n)).encode(), timestamp=self.now_s
+                ),
+                HandleValue(100, "HS_ADMIN", admin, timestamp=self.now_s),
+                *roll[2:],
+            ]
+        )
 
     def body(self, owner: Owner, n: int) -> bytes:
         return orjson.dumps(values_to_json(self.values(owner, n)))
@@ -934,7 +939,7 @@ class Report:
             f"busy before start={100 * self.busy_before:.0f}% of all CPUs",
             f"# samples={a.samples}  hot={a.hot}  window={a.window}  seconds={a.seconds:g} "
             f"(after {a.warmup:g} s warm-up)  concurrent={a.concurrent}  record={self.values} "
-            f"values ({3 + a.fields} written + the node's HS_SIGNATURE)  registry={self.registry}",
+            f"values ({len(Records(a.fields).values(SILK, 0))} written + the node's HS_SIGNATURE)  registry={self.registry}",
             *format_table(self.outcome.rows),
             *footer(plan),
         ]

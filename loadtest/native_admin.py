@@ -65,7 +65,7 @@ from loadtest.harness import (
     start_idnode,
 )
 from loadtest.lag import basic_auth, quantile
-from loadtest.rolls import MAX_FIELDS, RollRecords, embedded_registry
+from loadtest.rolls import MAX_FIELDS, RollRecords, as_written, embedded_registry
 from node.client.admin import AdminClient, AdminError, Credentials
 from node.client.native import ClientError
 from node.demo.dataset import SILK_MILL
@@ -156,7 +156,7 @@ class Records:
 
     def __init__(self, fields: int):
         self.fields = fields
-        self._rest = tuple(RollRecords(fields, int(time.time())).values(0)[1:])
+        self._rest = tuple(as_written(RollRecords(fields, int(time.time())).values(0))[1:])
 
     def values(self, handle: str) -> tuple[HandleValue, ...]:
         url = HandleValue(

@@ -52,7 +52,7 @@ from protocol.jsonvalues import MAX_VALUES_PER_HANDLE
 from protocol.recordsig import is_signature, needs_cover
 from protocol.values import HandleValue
 from registry.batch import BatchRefused, Change
-from registry.errors import Conflict, NotFound, RegistryError
+from registry.errors import Conflict, DatabaseUnavailable, NotFound, RegistryError
 from registry.recordrules import storage_prefixes, unusable_prefix
 from registry.rows import FieldRows, PutResult, Record
 from registry.store import Registry
@@ -319,6 +319,8 @@ class WriteService:
                         only,
                         item.authorize,
                     )
+            except DatabaseUnavailable:
+                raise  # not this item's fault: the whole call is retried (503)
             except (RegistryError, ValueFormatError, NodeError, Denied) as exc:
                 out[n] = exc
                 continue

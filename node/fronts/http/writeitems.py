@@ -23,7 +23,13 @@ from protocol.codes import ResponseCode as RC
 from protocol.errors import ValueFormatError
 from protocol.templates import CITE_INDEX, TemplateViolation
 from protocol.values import HandleValue
-from registry.errors import Conflict, NotFound, RegistryError, UnknownPrefix
+from registry.errors import (
+    Conflict,
+    DatabaseUnavailable,
+    NotFound,
+    RegistryError,
+    UnknownPrefix,
+)
 
 MAX_FIELDS_PER_WRITE = 200
 
@@ -62,6 +68,8 @@ def write_error(exc: Exception, text: str | None, *, adding: bool = False) -> Ap
         return ApiError(RC.SERVER_NOT_RESP, exc.message, handle=text)
     if isinstance(exc, ValueFormatError):
         return ApiError(RC.INVALID_VALUE, exc.message, handle=text)
+    if isinstance(exc, DatabaseUnavailable):
+        return ApiError(RC.SERVER_TOO_BUSY, "the registry is unavailable; retry later", handle=text)
     if isinstance(exc, RegistryError):
         return ApiError(RC.INVALID_VALUE, exc.message, handle=text)
     raise exc

@@ -17,9 +17,10 @@ import pytest
 
 from node.app import Node
 from node.client.native import NativeClient
+from node.demo.dataset import SILK_MILL
 from node.settings import load_settings
 from protocol.codes import ResponseCode
-from tests.node.http_support import SteppedClock
+from tests.node.http_support import SteppedClock, basic
 from tests.pgproxy_support import PgProxy
 
 UNCACHED = ("88.118.2/ROLL-2026-000123", "88.118.3/YARN-2026-0412", "88.119.2/311003217202400158")
@@ -106,3 +107,31 @@ async def test_every_front_says_unavailable(
         )
         == 1
     )
+
+
+async def test_writes_during_an_outage_say_retry(
+    proxied: tuple[Node, PgProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A PUT and a batch while the registry is down: 503 and RC 3 (retry later), never
+    a 400 blaming the request, and no traceback."""
+    node, proxy = proxied
+    auth = basic("300:88.118.2/ADMIN", SILK_MILL.admin_secret)
+    record = [{"index": 1, "type": "URL", "data": "https://example.com/x"}]
+    batch = {"items": [{"op": "create", "handle": "88.118.2/OUT-2", "values": record}]}
+    async with aiohttp.ClientSession() as session:
+        base = f"http://127.0.0.1:{node.http_port}"
+        async with session.put(
+            f"{base}/api/handles/88.118.2/OUT-0", json=record, headers=auth
+        ) as r:
+            assert r.status == 200
+        await proxy.refuse()
+        proxy.drop_connections()
+        caplog.clear()
+        async with session.put(
+            f"{base}/api/handles/88.118.2/OUT-1", json=record, headers=auth
+        ) as r:
+            assert (r.status, (await r.json())["responseCode"]) == (503, 3)
+        async with session.post(f"{base}/api/batches", json=batch, headers=auth) as r:
+            assert (r.status, (await r.json())["responseCode"]) == (503, 3)
+    bugs = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert not bugs, [r.getMessage() for r in bugs]

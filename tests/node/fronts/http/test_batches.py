@@ -4,13 +4,15 @@ templates checked per item, enterprises isolated, limits."""
 from __future__ import annotations
 
 import asyncio
+import re
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import orjson
 
 from node.app import Node
-from tests.node.http_support import A, Api, B, admin_of, admin_value, db_state, url_value
+from tests.node.http_support import A, Api, B, admin_of, admin_value, basic, db_state, url_value
 from tests.node.templates_support import ROLL_TEMPLATE, roll_body, roll_fields
 from tests.node.wait_support import until
 
@@ -203,3 +205,21 @@ async def test_a_retry_after_a_lost_reply_writes_nothing_twice(
     finally:
         await conn.close()
     assert (stored, history) == (200, 200)
+
+
+async def test_the_readme_batch_example_does_what_it_says(api: Api) -> None:
+    """README "MES registration": the curl example's credentials and body, sent as
+    written: the update succeeds, the create is refused naming each problem."""
+    text = (Path(__file__).resolve().parents[4] / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("## MES registration") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    user, _, secret = re.search(r"-u '([^']+)'", block.group(1)).group(1).rpartition(":")  # type: ignore[union-attr]
+    body = orjson.loads(re.search(r"-d '(.*?)'", block.group(1), re.S).group(1))  # type: ignore[union-attr]
+    r = await api.post("/api/batches", body, headers=basic(user, secret))
+    assert r.status == 200, r.text
+    first, second = r.json["results"]
+    assert (first["status"], first["changed"]) == (200, True)
+    assert (second["status"], second["responseCode"]) == (400, 202)
+    fields = {p["field"] for p in second["problems"]}
+    assert "widthCm" in fields and "rollNumber" in fields  # wrong, and missing

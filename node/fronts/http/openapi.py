@@ -20,15 +20,10 @@ from node.fronts.http.openapi_history import (
 )
 from node.fronts.http.openapi_imports import imports_paths
 from node.fronts.http.openapi_manage import MANAGE_SCHEMAS, manage_paths
+from node.fronts.http.openapi_parts import ADMIN_SECURITY, Schema
+from node.fronts.http.openapi_parts import ref as _ref
 from node.fronts.http.openapi_writes import BEARER_SCHEME, WRITES_SCHEMAS, writes_paths
 from registry.store import SEARCH_COUNT_BOUND
-
-Schema = dict[str, Any]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
-
 
 U32: Schema = {"type": "integer", "minimum": 0, "maximum": 4294967295}
 TIMESTAMP: Schema = {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"}
@@ -292,7 +287,7 @@ COMMON = [
     _query("callback", "JSONP: wrap the reply in this JavaScript function (identifier only)"),
 ]
 INDEX = _query("index", "value index; repeatable", {"type": "string"}, explode=True)
-BASIC: list[dict[str, list[str]]] = [{"basicAuth": []}, {"handleSession": []}, {"clientCert": []}]
+BASIC = ADMIN_SECURITY
 SESSION_HEADER = {
     "name": "Authorization",
     "in": "header",

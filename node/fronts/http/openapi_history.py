@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from node.fronts.http.openapi_parts import ADMIN_SECURITY, Schema
+from node.fronts.http.openapi_parts import ref as _ref
 from registry.store import HISTORY_PAGE, MAX_HISTORY_PAGE
-
-Schema = dict[str, Any]
 
 # RFC 3339 in UTC, as protocol.rfc3339.format_time writes it (fraction only when there is one).
 TIME: Schema = {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$"}
@@ -17,16 +17,7 @@ SIGNATURE: Schema = {
     "description": "the version's HS_SIGNATURE checked against this node's trust roots, now: "
     "none = unsigned (or a deletion), unverified = this node has no trust root",
 }
-SECURITY: list[dict[str, list[str]]] = [
-    {},
-    {"basicAuth": []},
-    {"handleSession": []},
-    {"clientCert": []},
-]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+SECURITY: list[dict[str, list[str]]] = [{}, *ADMIN_SECURITY]  # {}: anonymous reads too
 
 
 def _query(name: str, description: str, schema: Schema) -> Schema:

@@ -9,25 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-Schema = dict[str, Any]
+from node.fronts.http.openapi_parts import ADMIN_SECURITY as SECURITY
+from node.fronts.http.openapi_parts import TEMPLATE_PROBLEM, Schema
 
-SECURITY: list[dict[str, list[str]]] = [
-    {"basicAuth": []},
-    {"handleSession": []},
-    {"clientCert": []},
-]
 COUNT: Schema = {"type": "integer", "minimum": 0}
-PROBLEM: Schema = {
-    "type": "object",
-    "required": ["field", "index", "value", "rule"],
-    "additionalProperties": False,
-    "properties": {
-        "field": {"type": "string"},
-        "index": {"type": "integer"},
-        "value": {"type": "string"},
-        "rule": {"type": "string"},
-    },
-}
 TOTALS: Schema = {"loaded": COUNT, "existing": COUNT, "rejected": COUNT}
 
 
@@ -53,7 +38,7 @@ IMPORT_LINE: Schema = {
                 "line": COUNT,
                 "handle": {"type": "string"},
                 "reason": {"type": "string"},
-                "problems": {"type": "array", "items": PROBLEM},
+                "problems": {"type": "array", "items": TEMPLATE_PROBLEM},
             },
             optional=("problems",),
         ),

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-Schema = dict[str, Any]
+from node.fronts.http.openapi_parts import ADMIN_SECURITY as SECURITY
+from node.fronts.http.openapi_parts import Schema
+from node.fronts.http.openapi_parts import ref as _ref
 
-SECURITY: list[dict[str, list[str]]] = [
-    {"basicAuth": []},
-    {"handleSession": []},
-    {"clientCert": []},
-]
 TIME: Schema = {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"}
 STATUS: Schema = {
     "type": "integer",
@@ -24,10 +21,6 @@ STATUS: Schema = {
     "description": "0 disabled, 1 enabled, 2 pending deletion, 3 rejected, 4 awaiting review, "
     "5 under review",
 }
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 def _ok(properties: Schema) -> Schema:

@@ -6,14 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-Schema = dict[str, Any]
+from node.fronts.http.openapi_parts import ADMIN_SECURITY, TEMPLATE_PROBLEM, Schema
+from node.fronts.http.openapi_parts import ref as _ref
 
-BASIC: list[dict[str, list[str]]] = [{"basicAuth": []}, {"handleSession": []}, {"clientCert": []}]
-BEARER: list[dict[str, list[str]]] = [{"bearerToken": []}, *BASIC]
-
-
-def _ref(name: str) -> Schema:
-    return {"$ref": f"#/components/schemas/{name}"}
+BEARER: list[dict[str, list[str]]] = [{"bearerToken": []}, *ADMIN_SECURITY]
 
 
 def _json(schema: str | Schema, description: str) -> Schema:
@@ -29,18 +25,6 @@ def _errors(*statuses: int) -> dict[str, Schema]:
     out["default"] = _json("ErrorReply", "any other error")
     return out
 
-
-PROBLEM: Schema = {
-    "type": "object",
-    "required": ["field", "index", "value", "rule"],
-    "additionalProperties": False,
-    "properties": {
-        "field": {"type": "string"},
-        "index": {"type": "integer"},
-        "value": {"type": "string"},
-        "rule": {"type": "string"},
-    },
-}
 
 ITEM_RESULT: Schema = {
     "type": "object",
@@ -117,7 +101,7 @@ COMPAT_REPLY: Schema = {
 }
 
 WRITES_SCHEMAS: dict[str, Schema] = {
-    "TemplateProblem": PROBLEM,
+    "TemplateProblem": TEMPLATE_PROBLEM,
     "BatchItemResult": ITEM_RESULT,
     "BatchReply": BATCH_REPLY,
     "Template": TEMPLATE,

@@ -78,6 +78,14 @@ def _positive_int(value: Any) -> int:
     return n
 
 
+def _count(value: Any) -> int:
+    """0 or more (0 turns the limit it sets off)."""
+    n = _int(value)
+    if n < 0:
+        raise ValueError("must be 0 (off) or more")
+    return n
+
+
 def _positive_float(value: Any) -> float:
     try:
         f = float(value)
@@ -352,6 +360,17 @@ class Settings:
     admin_port: int = _setting(
         _port, "Health and metrics port (/healthz, /readyz, /metrics).", 9100
     )
+    admin_bind: str = _setting(
+        _bind,
+        "Listen address of the health and metrics port: loopback by default, so metrics are "
+        "not exposed with the API; set it (e.g. 0.0.0.0) for a Prometheus on another host.",
+        "127.0.0.1",
+    )
+    metrics_token_file: Path | None = _setting(
+        _optional_path,
+        "File holding a bearer token /metrics then requires (Authorization: Bearer ...). "
+        "Unset: /metrics is open to whoever reaches admin_bind.",
+    )
     role: str = _setting(_choice(ROLES), f"Node role: {', '.join(ROLES)}.", "secondary")
     prefixes: tuple[str, ...] = _setting(
         _prefixes,
@@ -382,6 +401,130 @@ class Settings:
     )
     tcp_idle_timeout_s: float = _setting(
         _positive_float, "A native TCP connection idle this long is closed, in seconds.", 30.0
+    )
+    udp_max_reply_bytes: int = _setting(
+        _positive_int,
+        "Largest native reply sent over UDP, in bytes (all its datagrams together). A larger "
+        "answer is one small RC 2 datagram saying it needs TCP, which the reference client "
+        "retries over TCP at once (docs/protocol.md); so a spoofed source cannot be sent more "
+        "than this per request.",
+        1232,
+    )
+    udp_rrl_replies_per_s: int = _setting(
+        _count,
+        "UDP replies per second one source network (/24 for IPv4, /56 for IPv6) gets; past "
+        "it replies are dropped, except every udp_rrl_slip-th, sent as a tiny RC 2 that sends "
+        "the client to TCP. 0: no limit.",
+        1000,
+    )
+    udp_rrl_slip: int = _setting(
+        _count,
+        "Of the replies over the UDP rate limit, every Nth is sent as a tiny RC 2 (retry over "
+        "TCP) instead of dropped, so a real client behind a flooded network still gets "
+        "through. 0: drop them all.",
+        2,
+    )
+    rate_limit_exempt_networks: tuple[str, ...] = _setting(
+        _networks,
+        "Client networks no per-source limit applies to (UDP rate, per-source in-flight and "
+        "connection caps): loopback by default, whose addresses cannot be spoofed from outside.",
+        ("127.0.0.0/8", "::1/128"),
+    )
+    udp_max_inflight_per_source: int = _setting(
+        _positive_int,
+        "UDP requests of one source network (/24, /56) being answered at once (cache misses, "
+        "authentication); more are dropped and counted, so one source cannot take the whole "
+        "udp_max_inflight.",
+        32,
+    )
+    udp_reassembly_per_source: int = _setting(
+        _positive_int,
+        "Multi-datagram requests one source address may have half-received at once.",
+        4,
+    )
+    native_signed_replies_per_s: int = _setting(
+        _count,
+        "Signed (CERT) native replies made per second for one source network (/24, /56) that "
+        "are not served from the cache of signed replies; past it RC 3 (too busy), unsigned. "
+        "0: no limit.",
+        50,
+    )
+    native_sign_queue_max: int = _setting(
+        _positive_int,
+        "Signed replies waiting for the signing threads at once; more get RC 3 (too busy).",
+        64,
+    )
+    tcp_max_connections_per_source: int = _setting(
+        _positive_int,
+        "Concurrent native TCP connections from one client address (/32, /64); more are "
+        "closed at once and counted.",
+        32,
+    )
+    tcp_write_timeout_s: float = _setting(
+        _positive_float,
+        "A native TCP client that does not read its replies for this long is disconnected, "
+        "in seconds.",
+        10.0,
+    )
+    http_max_connections: int = _setting(
+        _positive_int,
+        "Concurrent HTTP connections; more are closed at once and counted.",
+        4096,
+    )
+    http_max_connections_per_source: int = _setting(
+        _positive_int,
+        "Concurrent HTTP connections from one client address (/32, /64); more are closed at "
+        "once and counted.",
+        64,
+    )
+    http_header_timeout_s: float = _setting(
+        _positive_float,
+        "Time a client has to send a request's line and headers, from connecting or from the "
+        "end of its previous request, in seconds (slow-header clients are disconnected).",
+        10.0,
+    )
+    http_keepalive_timeout_s: float = _setting(
+        _positive_float,
+        "An idle keep-alive HTTP connection is closed after this, in seconds.",
+        30.0,
+    )
+    fd_reserve: int = _setting(
+        _positive_int,
+        "File descriptors kept free for the registry, logs and health checks: new native TCP "
+        "and HTTP connections are refused (and counted) while fewer than this remain.",
+        128,
+    )
+    http_trusted_proxies: tuple[str, ...] = _setting(
+        _networks,
+        "Proxies whose X-Forwarded-For header names the real client (for rate limits and "
+        "logs): the client is the last address in it not in these networks. Default: loopback "
+        "(a TLS proxy on this host).",
+        ("127.0.0.0/8", "::1/128"),
+    )
+    auth_identity_max_failures: int = _setting(
+        _positive_int,
+        "Failed authentications as one identity, from any address, per "
+        "http_auth_failure_window_s before that identity is refused for the rest of it.",
+        50,
+    )
+    auth_checks_queue_max: int = _setting(
+        _positive_int,
+        "Password and key checks waiting for a worker thread at once; more are refused "
+        "(HTTP 503, native RC 3) so a guessing flood cannot delay a real login unboundedly.",
+        16,
+    )
+    auth_max_keys_tried: int = _setting(
+        _positive_int,
+        "Keys (HS_SECKEY, HS_PUBKEY values) tried for one authentication as an identity "
+        "that names no index (index 0).",
+        8,
+    )
+    resolve_client_timeout_s: float = _setting(
+        _positive_float,
+        "Longest a resolution waits for the registry before answering from a stale cached "
+        "record (refreshed in the background), or RC 3 / HTTP 503 when it has none, in "
+        "seconds (RFC 8767 suggests 1.8).",
+        1.8,
     )
     native_auth_timeout_s: float = _setting(
         _positive_float,

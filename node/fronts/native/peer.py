@@ -29,3 +29,8 @@ class Peer:
     transport: str  # "udp" | "tcp"
     address: tuple[str, int] | None = None
     conn: Connection | None = field(default=None, compare=False)
+
+
+def sockaddr(addr: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:
+    """The (host, port) of a socket address (IPv6 ones carry flow info and scope too)."""
+    return (addr[0], addr[1])

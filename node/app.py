@@ -361,14 +361,7 @@ class Node:
             recursion=self.recursion,
         )
         self.handler = handler
-        native = NativeServer(
-            handler,
-            self.metrics,
-            max_inflight=s.udp_max_inflight,
-            max_connections=s.tcp_max_connections,
-            idle_timeout_s=s.tcp_idle_timeout_s,
-            reuse_port=s.workers > 1,
-        )
+        native = NativeServer(handler, self.metrics, s, reuse_port=s.workers > 1)
         self.handle_port = await _bind(
             "native Handle (UDP and TCP)",
             s.bind,

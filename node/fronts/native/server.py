@@ -16,6 +16,7 @@ from node.fronts.native.tcp import TcpFront
 from node.fronts.native.udp import UdpFront
 from node.runtime.listen import tcp_listener
 from node.runtime.metrics import NodeMetrics
+from node.settings import Settings
 from protocol.message import ENVELOPE_BYTES, MAX_MESSAGE_BYTES
 
 log = logging.getLogger("idnode.native")
@@ -34,16 +35,12 @@ class NativeServer:
         self,
         handler: NativeHandler,
         metrics: NodeMetrics,
+        settings: Settings,
         *,
-        max_inflight: int,
-        max_connections: int,
-        idle_timeout_s: float,
         reuse_port: bool = False,
     ):
-        self.udp = UdpFront(handler, metrics, max_inflight=max_inflight)
-        self.tcp = TcpFront(
-            handler, metrics, max_connections=max_connections, idle_timeout_s=idle_timeout_s
-        )
+        self.udp = UdpFront(handler, metrics, settings)
+        self.tcp = TcpFront(handler, metrics, settings)
         self._udp_transport: asyncio.DatagramTransport | None = None
         self._tcp_server: asyncio.Server | None = None
         self._reuse_port = reuse_port

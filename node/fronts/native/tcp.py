@@ -14,6 +14,7 @@ from node.fronts.native.frames import messages
 from node.fronts.native.handler import NativeHandler
 from node.fronts.native.peer import Connection, Peer, sockaddr
 from node.runtime.metrics import NodeMetrics
+from node.settings import Settings
 from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET, MAX_MESSAGE_BYTES
 
 _U32 = struct.Struct(">I")
@@ -24,14 +25,12 @@ class TcpFront:
         self,
         handler: NativeHandler,
         metrics: NodeMetrics,
-        *,
-        max_connections: int,
-        idle_timeout_s: float,
+        settings: Settings,
     ):
         self.handler = handler
         self.metrics = metrics
-        self.max_connections = max_connections
-        self.idle_timeout_s = idle_timeout_s
+        self.max_connections = settings.tcp_max_connections
+        self.idle_timeout_s = settings.tcp_idle_timeout_s
         self.connections = 0
 
     async def serve_connection(

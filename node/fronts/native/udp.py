@@ -19,6 +19,7 @@ from node.fronts.native.frames import messages
 from node.fronts.native.handler import NativeHandler
 from node.fronts.native.peer import Peer, sockaddr
 from node.runtime.metrics import NodeMetrics
+from node.settings import Settings
 from protocol.errors import ProtocolError
 from protocol.fragment import MAX_DATAGRAM_BYTES, Reassembler, fragment_encoded
 from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET
@@ -33,13 +34,13 @@ class UdpFront(asyncio.DatagramProtocol):
         self,
         handler: NativeHandler,
         metrics: NodeMetrics,
+        settings: Settings,
         *,
-        max_inflight: int,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.handler = handler
         self.metrics = metrics
-        self.max_inflight = max_inflight
+        self.max_inflight = settings.udp_max_inflight
         self.clock = clock
         self.inflight = 0
         self.closing = False

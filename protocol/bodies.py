@@ -31,7 +31,7 @@ from .idis import LoginIdSystemRequest, LoginRequest
 from .sessionbodies import SessionSetupReply, SessionSetupRequest
 from .structured import SiteInfo
 from .valuecodec import read_values, write_values
-from .values import HandleValue
+from .values import MAX_REQUESTED_INDEXES, MAX_REQUESTED_TYPES, HandleValue
 from .wirebase import Reader, Writer, check_u32s
 
 # The handle the reference client puts in a GET_SITE_INFO request
@@ -89,6 +89,10 @@ class ResolutionRequest:
     Bytes after a complete body are consumed and counted in ``trailing``, never written:
     Teleinfo's id-pointer-sdk appends a 4-byte field after the type list and the
     reference ignores it (docs/authentication.md, "IDIS SDK dialect").
+
+    The lists are bounded (``MAX_REQUESTED_INDEXES``, ``MAX_REQUESTED_TYPES``): a
+    256 KB message could otherwise carry 52,000 types and cost the node values x types
+    comparisons per request; past the bound the request is malformed (RC 4).
     """
 
     handle: str
@@ -99,9 +103,9 @@ class ResolutionRequest:
     @classmethod
     def read(cls, r: Reader) -> ResolutionRequest:
         handle = r.utf8("handle")
-        n = r.count("indexes", 4)
+        n = r.count("indexes", 4, MAX_REQUESTED_INDEXES)
         indexes = tuple(r.u32("index") for _ in range(n))
-        n = r.count("types", 4)
+        n = r.count("types", 4, MAX_REQUESTED_TYPES)
         types = tuple(r.utf8("type") for _ in range(n))
         trailing = r.remaining()
         r.raw(trailing, "trailing bytes")
@@ -109,6 +113,14 @@ class ResolutionRequest:
 
     def write(self, w: Writer) -> None:
         check_u32s("requested index", self.indexes)
+        for what, items, most in (
+            ("indexes", self.indexes, MAX_REQUESTED_INDEXES),
+            ("types", self.types, MAX_REQUESTED_TYPES),
+        ):
+            if len(items) > most:
+                raise LocalProtocolError(
+                    f"{len(items)} requested {what} exceed the limit of {most}"
+                )
         w.utf8(self.handle)
         w.u32(len(self.indexes))
         for i in self.indexes:

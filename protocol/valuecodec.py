@@ -11,7 +11,7 @@ import struct
 
 from .codes import TTLType
 from .errors import LocalProtocolError, RemoteProtocolError
-from .values import MAX_DATA_BYTES, MAX_TYPE_BYTES, HandleValue, Reference
+from .values import MAX_DATA_BYTES, MAX_TYPE_BYTES, HandleValue, Reference, type_problem
 from .wirebase import Reader, Writer
 
 # index + timestamp + ttl type + ttl + perms + type len + data len + ref count
@@ -148,13 +148,15 @@ def _decode_values_checked(data: bytes | memoryview) -> tuple[HandleValue, ...]:
 
 
 def check_value(v: HandleValue) -> None:
-    """Limits on a value we are asked to store (LocalProtocolError names the problem)."""
+    """Limits on a value we are asked to store (LocalProtocolError names the problem).
+    Only new values are checked: decoding (``decode_value``) accepts any type within
+    its length, so a stored record with an odd type still resolves and can be
+    deleted."""
     if not 0 <= v.index <= 0xFFFFFFFF:
         raise LocalProtocolError(f"value index {v.index} is outside 0..4294967295")
-    if not v.type:
-        raise LocalProtocolError(f"value {v.index} has an empty type")
-    if len(v.type.encode("utf-8")) > MAX_TYPE_BYTES:
-        raise LocalProtocolError(f"value {v.index} type is longer than {MAX_TYPE_BYTES} bytes")
+    problem = type_problem(v.type)
+    if problem is not None:
+        raise LocalProtocolError(f"value {v.index} type {problem}")
     if len(v.data) > MAX_DATA_BYTES:
         raise LocalProtocolError(f"value {v.index} data is longer than {MAX_DATA_BYTES} bytes")
     if not 0 <= v.ttl <= 0xFFFFFFFF:

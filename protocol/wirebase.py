@@ -87,10 +87,13 @@ class Reader:
         except UnicodeDecodeError:
             raise RemoteProtocolError(f"{what} is not valid UTF-8") from None
 
-    def count(self, what: str, min_item_bytes: int) -> int:
+    def count(self, what: str, min_item_bytes: int, most: int | None = None) -> int:
         """A u32 element count, checked against what the remaining bytes could hold so a
-        forged count cannot make a decoder loop billions of times."""
+        forged count cannot make a decoder loop billions of times, and against ``most``
+        where the field itself has a bound (what a request may ask for)."""
         n = self.u32(f"{what} count")
+        if most is not None and n > most:
+            raise RemoteProtocolError(f"{what} count {n} exceeds the limit of {most}")
         if n * min_item_bytes > self.remaining():
             raise RemoteProtocolError(
                 f"{what} count {n} exceeds the remaining {self.remaining()} bytes"

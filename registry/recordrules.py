@@ -1,17 +1,41 @@
 """Rules every write path applies the same way, whether one record at a time
 (``registry.store``) or a batch (``registry.batch``): timestamps, where a handle is
-kept, and whether its prefix takes writes."""
+kept, and whether its prefix takes writes; and what values a caller may send
+(``check_incoming``: REST PUT, native CREATE/ADD/MODIFY, batches, bulk import)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 
+from protocol.errors import LocalProtocolError, ValueFormatError
 from protocol.handle import Handle, prefix_ancestors
+from protocol.valuecodec import check_value
 from protocol.values import HandleValue
 from registry.errors import UnknownPrefix
 from registry.rows import PrefixStatus
 
 MAX_FIELD_CHARS = 512  # of a value in the field index (a B-tree entry has its limits)
+EMPTY_RECORD = "no values given: a record holds at least one value (to remove a handle, delete it)"
+
+
+def check_not_empty(values: Sized) -> None:
+    """A create or change sends at least one value: an empty record exists yet answers
+    every read with "no values" (RC 200), a state no client means to create."""
+    if not len(values):
+        raise ValueFormatError(EMPTY_RECORD)
+
+
+def check_incoming(values: Sequence[HandleValue]) -> None:
+    """The values of a create or change, as sent: at least one, and each within
+    ``check_value``'s limits (printable type, sizes, permission bits). Raises
+    ValueFormatError naming the value. Values already stored are never checked, so a
+    record written before a rule existed still resolves, changes and deletes."""
+    check_not_empty(values)
+    for v in values:
+        try:
+            check_value(v)
+        except LocalProtocolError as exc:
+            raise ValueFormatError(exc.message) from None
 
 
 def same_content(a: HandleValue, b: HandleValue) -> bool:

@@ -37,6 +37,7 @@ from protocol.handle import Handle, normalise, parse_handle
 from protocol.jsonvalues import values_from_json, values_to_json
 from protocol.values import HandleValue
 from registry.errors import RegistryError
+from registry.recordrules import check_incoming
 
 PATH_PREFIX = "/api/handles/"
 SIGNATURE_HEADER = "X-Idnode-Signature"
@@ -244,7 +245,9 @@ def _values_in_body(body: Any, text: str, *, check_handle: bool) -> list[HandleV
             RC.PROTOCOL_ERROR, "the body must be a JSON array of handle values", handle=text
         )
     try:
-        return values_from_json(body)
+        values = values_from_json(body)
+        check_incoming(values)  # the rules every write path applies (registry.recordrules)
+        return values
     except ValueFormatError as exc:
         raise ApiError(RC.INVALID_VALUE, exc.message, handle=text) from None
 

@@ -4,6 +4,15 @@ Flags follow the reference (``getBooleanParameter``) where it is lenient for goo
 reason: given without a value (``?pretty``) they are true; "true"/"yes" in any case
 too. Unlike the reference, a value that is neither true nor false is an error rather
 than a silent false (``overwrite=flase`` must not overwrite-by-accident).
+
+Integers are ASCII digits with an optional leading '-', nothing else: ``str.isdigit``
+also accepts '²' and '٣', which ``int`` then refuses, so a check built on it turned
+such a parameter into a 500. Every integer parameter of every endpoint goes through
+``integer`` here.
+
+Value filters are bounded (``protocol.values.MAX_REQUESTED_TYPES`` and
+``MAX_REQUESTED_INDEXES``, as on the native protocol): filtering costs values x types,
+and no client needs more than a record can hold.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from multidict import MultiMapping
 
 from node.fronts.http.errors import ApiError
 from protocol.codes import ResponseCode
+from protocol.values import MAX_REQUESTED_INDEXES, MAX_REQUESTED_TYPES, MAX_TYPE_BYTES
 from registry.store import MAX_PAGE_SIZE
 
 _TRUE = frozenset({"", "true", "yes", "1", "on"})
@@ -25,6 +35,10 @@ _FALSE = frozenset({"false", "no", "0", "off"})
 _CALLBACK = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*(?:\.[A-Za-z_$][A-Za-z0-9_$]*)*\Z")
 MAX_CALLBACK_CHARS = 128
 MAX_INDEX = 0xFFFFFFFF
+MAX_PAGE = 10**9
+# An optional '-' and ASCII digits; 19 of them reach past any bound a caller gives
+# (and keep ``int`` from converting thousands of digits).
+_INTEGER = re.compile(r"-?[0-9]{1,19}\Z")
 
 Query = MultiMapping[str] | Mapping[str, str]
 
@@ -76,14 +90,27 @@ def indexes_or_various(
             part = part.strip()
             if allow_various and part.lower() == "various":
                 return "various"
-            if not part.isascii() or not part.isdigit() or int(part) > MAX_INDEX:
+            if not _INTEGER.match(part) or not 0 <= int(part) <= MAX_INDEX:
                 raise _bad(f"parameter index={part[:40]!r} is not a value index (0..{MAX_INDEX})")
             out.append(int(part))
+            if len(out) > MAX_REQUESTED_INDEXES:
+                raise _bad(
+                    f"parameter index names more than {MAX_REQUESTED_INDEXES} indexes "
+                    "(a record holds at most that many values)"
+                )
     return tuple(dict.fromkeys(out))
 
 
 def types(query: Query) -> tuple[str, ...]:
-    return tuple(t for t in _all(query, "type") if t)
+    """``type=`` (repeatable): at most ``MAX_REQUESTED_TYPES``, each no longer than a
+    stored type can be."""
+    out = [t for t in _all(query, "type") if t]
+    if len(out) > MAX_REQUESTED_TYPES:
+        raise _bad(f"parameter type is given {len(out)} times, at most {MAX_REQUESTED_TYPES}")
+    for t in out:
+        if len(t.encode("utf-8", "surrogatepass")) > MAX_TYPE_BYTES:
+            raise _bad(f"parameter type={t[:40]!r}... is longer than {MAX_TYPE_BYTES} bytes")
+    return tuple(out)
 
 
 def callback(query: Query) -> str | None:
@@ -99,17 +126,20 @@ def callback(query: Query) -> str | None:
 
 
 def integer(query: Query, name: str, *, low: int, high: int) -> int | None:
+    """The last ``name=``, an integer in ``low..high``; None when absent. Given but
+    empty, or anything but ASCII digits (with an optional '-'), is a 400 naming it."""
     value = _last(query, name)
-    if value is None or value == "":
+    if value is None:
         return None
-    value = value.strip()
-    if not value.lstrip("-").isdigit() or not low <= int(value) <= high:
-        raise _bad(f"parameter {name}={value[:40]!r} is not an integer in {low}..{high}")
-    return int(value)
+    text = value.strip(" ")
+    if not _INTEGER.match(text) or not low <= int(text) <= high:
+        shown = "empty" if not value else f"{value[:40]!r}"
+        raise _bad(f"parameter {name} is {shown}: give an integer in {low}..{high}")
+    return int(text)
 
 
 def page(query: Query) -> tuple[int | None, int | None]:
     return (
-        integer(query, "page", low=0, high=10**9),
+        integer(query, "page", low=0, high=MAX_PAGE),
         integer(query, "pageSize", low=0, high=MAX_PAGE_SIZE),
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from node.fronts.http import params
 from node.fronts.http.app import Extension
 from node.fronts.http.errors import ApiError
 from node.fronts.http.reply import Style, render
@@ -55,10 +56,8 @@ def _prefix(request: web.Request) -> str | None:
 
 
 def _limit(request: web.Request) -> int:
-    text = request.query.get("limit", str(MAX_LIST))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIST:
-        raise ApiError(RC.PROTOCOL_ERROR, f"limit must be 1 to {MAX_LIST}")
-    return int(text)
+    found = params.integer(request.query, "limit", low=1, high=MAX_LIST)
+    return MAX_LIST if found is None else found
 
 
 async def list_templates(request: web.Request) -> web.Response:

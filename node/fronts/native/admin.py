@@ -36,6 +36,7 @@ from protocol.handle import NA_PREFIX, Handle, parse_handle, parse_prefix
 from protocol.message import Message
 from protocol.values import HandleValue
 from registry.errors import Conflict, NotFound, RegistryError, UnknownPrefix
+from registry.recordrules import check_incoming
 from registry.rows import Record
 from registry.store import Registry
 
@@ -113,6 +114,10 @@ class NativeAdmin:
         self._served(_home_prefix(handle))
         if isinstance(body, ValuesRequest):
             _check_indexes(body.values)
+            try:
+                check_incoming(body.values)  # as every write path (registry.recordrules)
+            except ValueFormatError as exc:
+                raise Refused(ResponseCode.INVALID_VALUE, exc.message) from None
         fresh = OpFlag.OVRW not in request.header.flags and OpFlag.MINT not in request.header.flags
         if op == OpCode.CREATE_HANDLE and fresh and await self.registry.get_handle(handle.key):
             raise Refused(

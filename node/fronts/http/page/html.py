@@ -143,18 +143,39 @@ def _e(text: str) -> str:
 
 def handle_href(handle: str, *, noredirect: bool = True) -> str:
     """The page path of a handle: '/' kept (docs/rest-api.md: suffixes hold '/'), the rest
-    percent-encoded as UTF-8, so '?', '#' and '%' in a suffix survive the round trip."""
-    return "/" + quote(handle, safe="/") + ("?noredirect" if noredirect else "")
+    percent-encoded as UTF-8, so '?', '#' and '%' in a suffix survive the round trip.
+
+    Always a path on this site: leading slashes of the handle are encoded (``%2F``), so
+    ``///evil.example`` becomes ``/%2F%2F%2Fevil.example``, never the protocol-relative
+    ``////evil.example`` a browser would follow to another host ('\\' is always encoded)."""
+    path = quote(handle, safe="/")
+    bare = path.lstrip("/")
+    return "/" + "%2F" * (len(path) - len(bare)) + bare + ("?noredirect" if noredirect else "")
+
+
+def is_own_path(href: str) -> bool:
+    """A reference a browser resolves on this site: exactly one leading '/', not
+    followed by another '/' or '\\' (``//host`` and ``/\\host`` name another host), and
+    no character a browser drops or rewrites while parsing (controls, whitespace)."""
+    return (
+        href.startswith("/")
+        and href[1:2] not in ("/", "\\")
+        and not any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in href)
+    )
 
 
 def is_web_url(text: str) -> bool:
-    if any(c.isspace() or ord(c) < 0x20 for c in text):
+    """An absolute http(s) URL naming a host: the only URLs linked or redirected to.
+    An allowlist, not a list of dangerous schemes: ``ws:``, ``intent:``,
+    ``view-source:`` and whatever browsers add next are all refused."""
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in text):
         return False
     try:
         parts = urlsplit(text)
+        host = parts.hostname
     except ValueError:
         return False
-    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+    return parts.scheme.lower() in ("http", "https") and bool(host)
 
 
 def _link(href: str, text: str) -> str:

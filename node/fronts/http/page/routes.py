@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from urllib.parse import quote, unquote_to_bytes, urlsplit
+from urllib.parse import quote, unquote_to_bytes
 
 import orjson
 from aiohttp import web
@@ -48,8 +48,6 @@ MAX_ALIAS_HOPS = 5
 ALIAS_TYPE = "HS_ALIAS"
 URL_TYPE = "URL"
 TEMPLATE_TYPE = "TEMPLATE"
-# A redirect to these would run in, or read from, the browser's own context.
-_UNSAFE_SCHEMES = frozenset({"javascript", "data", "vbscript", "file", "blob"})
 # The page runs no script and loads nothing: forbid both, so an escaping slip still
 # could not execute anything. Inline CSS is the only thing it needs.
 HTML_HEADERS = {
@@ -120,21 +118,23 @@ def handle_in_path(request: web.Request) -> str:
 
 
 def redirect_target(values: tuple[HandleValue, ...]) -> str | None:
-    """The first URL value (lowest index) usable as a Location: an absolute URL with
-    no control characters, not a scheme that would run in the browser. Non-ASCII is
-    percent-encoded, since header values are ASCII."""
+    """The first URL value (lowest index) usable as a Location: an absolute http(s)
+    URL naming a host (``html.is_web_url``: an allowlist, so ``ws:``, ``intent:``,
+    ``view-source:``, ``javascript:`` in any case are never redirected to) with no
+    control characters or spaces, which browsers would strip before reading the
+    scheme. Non-ASCII is percent-encoded, since header values are ASCII; the encoded
+    form is checked again."""
     for v in sorted(values, key=lambda v: v.index):
         if v.type.upper() != URL_TYPE:
             continue
         text = v.data.decode("utf-8", "replace").strip()
-        if not text or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        if not html.is_web_url(text):
             continue
         try:
-            scheme = urlsplit(text).scheme.lower()
             location = str(URL(text))
         except ValueError:
             continue
-        if scheme and scheme not in _UNSAFE_SCHEMES and location.isascii():
+        if location.isascii() and html.is_web_url(location):
             return location
     return None
 
@@ -328,5 +328,8 @@ async def home(request: web.Request) -> web.StreamResponse:
     who typed a handle wants to see the record)."""
     wanted = request.query.get("handle", "").strip()
     if wanted:
-        raise web.HTTPFound(html.handle_href(wanted), headers={"Cache-Control": NO_STORE})
+        href = html.handle_href(wanted)
+        if not html.is_own_path(href):  # handle_href never makes one; never redirect off-site
+            return _error(ApiError(RC.INVALID_HANDLE, "not a handle", handle=wanted), False)
+        raise web.HTTPFound(href, headers={"Cache-Control": NO_STORE})
     return _html(html.home_page(), cache="public, max-age=3600")

@@ -27,6 +27,9 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.OperatorInterventionError,  # admin or crash shutdown
     asyncpg.InterfaceError,  # connection or pool closed
+    # A pooled connection the server has just dropped, handed out before the pool
+    # noticed ("cannot switch to state 12; another operation is in progress").
+    asyncpg.InternalClientError,
     asyncpg.QueryCanceledError,  # statement timeout
     OSError,
     TimeoutError,

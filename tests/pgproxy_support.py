@@ -7,7 +7,10 @@ Modes, switched by the test at any moment:
 - ``starting_up``: every new connection is answered the way a PostgreSQL that is still
   starting answers (SQLSTATE 57P03, "the database system is starting up"), and
   ``drop_connections`` ends the ones open now, so a pool has to reconnect into it;
-- ``refuse``: the listening socket is closed (connection refused).
+- ``refuse``: the listening socket is closed (connection refused);
+- ``freeze``: a server that is stopped (SIGSTOP) rather than down: new connections are
+  accepted and held, and no byte moves either way on the open ones, until ``thaw``
+  delivers everything held back (as a continued server reads what its sockets queued).
 
 Only PostgreSQL, outside the project, is stood in for; the registry, the cache and the
 fronts under test are the real ones.
@@ -47,6 +50,8 @@ class PgProxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()  # clear while frozen
+        self._flowing.set()
 
     @property
     def dsn(self) -> str:
@@ -71,8 +76,19 @@ class PgProxy:
 
     async def resume(self) -> None:
         self.mode = "forward"
+        self._flowing.set()
         if self._server is None:
             await self.start()
+
+    def freeze(self) -> None:
+        """Stop moving bytes, and hold new connections (a SIGSTOPped server)."""
+        self.mode = "freeze"
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        """Move bytes again, what was held back first (SIGCONT)."""
+        self.mode = "forward"
+        self._flowing.set()
 
     def drop_connections(self) -> None:
         for writer in list(self._open):
@@ -85,6 +101,7 @@ class PgProxy:
             if self.mode == "starting_up":
                 await self._starting_up(reader, writer)
                 return
+            await self._flowing.wait()  # frozen: accepted (the backlog) but not served
             if isinstance(self._upstream, str):
                 up_reader, up_writer = await asyncio.open_unix_connection(self._upstream)
             else:
@@ -97,10 +114,14 @@ class PgProxy:
             writer.transport.abort()
             self._open.discard(writer)
 
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            while data := await reader.read(65536):
+            while True:
+                await self._flowing.wait()  # frozen: the bytes stay queued in the socket
+                data = await reader.read(65536)
+                if not data:
+                    return
+                await self._flowing.wait()  # read just as it froze: held until the thaw
                 writer.write(data)
                 await writer.drain()
         finally:

@@ -2,7 +2,14 @@
 
 ``resolve`` returns a typed outcome (``node.resolution.outcomes``) rather than raising;
 each outcome carries its response code and message, which the fronts put in their own
-wire form (native replies, HTTP statuses, the record page).
+wire form (native replies, HTTP statuses, the record page). The one exception is a
+registry that cannot answer: ``DatabaseUnavailable``, which every front words as RC 3
+(retry later).
+
+No caller waits on the registry longer than the client timeout (``client_timeout_s``,
+RFC 8767's "stale answer client timeout"), whatever the registry does, hung or gone: a
+read not answered by then goes on in the background (the cache keeps its result), and
+the caller gets a stale copy (``node.resolution.cache.records``) or RC 3.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from node.client.tree import UpstreamUnavailable, addresses_of, sites_of
-from node.resolution.cache.records import Lookup, RecordCache
+from node.resolution.cache.records import Lookup, NoAnswer, RecordCache
 from node.resolution.forward.forwarder import UNCHECKED, VALID, Forwarder
 from node.resolution.outcomes import (
     Found,
@@ -33,6 +40,8 @@ from protocol.codes import ResponseCode
 from protocol.errors import HandleSyntaxError
 from protocol.handle import NA_PREFIX, Handle, normalise, parse_handle, prefix_ancestors
 from protocol.values import HandleValue, select_values
+from registry.errors import DatabaseUnavailable
+from registry.rows import RawRecord
 from registry.store import Registry
 
 if TYPE_CHECKING:
@@ -52,6 +61,11 @@ class Forwarding:
 # Values on a parent prefix record that delegate its derived prefixes (docs/protocol.md).
 _DELEGATION_TYPES = ("HS_SITE.PREFIX", "HS_SERV.PREFIX")
 
+# Uncached reads (no cache, or ``fresh``) whose callers stopped waiting but which still
+# run: past this many the registry is plainly not answering, and the next such read is
+# refused at once rather than leave one more task waiting on it.
+LATE_READS_MAX = 8
+
 
 class Resolver:
     def __init__(
@@ -61,8 +75,11 @@ class Resolver:
         site: Site | None = None,
         *,
         cache: RecordCache | None = None,
+        client_timeout_s: float = 1.8,
     ):
         self.registry = registry
+        self.client_timeout_s = client_timeout_s  # longest a caller waits on the registry
+        self._late_reads = 0
         self.served = served
         self.cache = cache
         self.site = site  # set once the fronts are bound and the site's ports known
@@ -110,7 +127,10 @@ class Resolver:
                     return RecursionTooDeep(handle.text, self.forwarding.recursion_limit)
                 return await self._forwarded(handle, indexes, types, public_only)
             return NotResponsible(handle.text, prefix, self.served.why_not_served(prefix))
-        found = await self._lookup(handle.key, fresh)
+        # One deadline for the whole resolution, however many reads it makes (a referral
+        # reads the ancestors' records).
+        deadline = asyncio.get_running_loop().time() + self.client_timeout_s
+        found = await self._lookup(handle.key, deadline, fresh)
         entry = found.entry
         record = found.raw
         if record is not None:
@@ -118,7 +138,7 @@ class Resolver:
         elif handle.is_prefix_record:
             synthesized = self._prefix_record(handle.owning_prefix)
             if synthesized is None:
-                referral = await self._referral(handle, refer)
+                referral = await self._referral(handle, refer, deadline)
                 if referral is not None and chase and forward and self.forwarding is not None:
                     return await self._chased(handle, referral, indexes, types)
                 return referral or HandleNotFound(handle.text)
@@ -143,11 +163,12 @@ class Resolver:
         assert fwd is not None
         try:
             if self.cache is not None:
-                # One deadline for this client, whoever else waits on the same fetch.
-                found = await asyncio.wait_for(self.cache.get(handle.key), fwd.timeout_s)
+                # One deadline for this client, whoever else waits on the same fetch: past
+                # it a stale copy, or NoAnswer.
+                found = await self.cache.get(handle.key, fwd.timeout_s)
             else:
                 found = Lookup(await fwd.forwarder.fetch(handle.key), None)
-        except UpstreamUnavailable as exc:
+        except (UpstreamUnavailable, NoAnswer) as exc:
             return UpstreamFailed(handle.text, str(exc))
         except TimeoutError:
             return UpstreamFailed(handle.text, f"no answer within {fwd.timeout_s:g} s")
@@ -190,10 +211,42 @@ class Resolver:
         values = select_values(answer.values, indexes, types)
         return Found(handle.text, answer.handle, tuple(values), 0, signature=UNCHECKED)
 
-    async def _lookup(self, key: str, fresh: bool = False) -> Lookup:
-        if self.cache is None or fresh:
-            return Lookup(await self.registry.get_handle_raw(key), None)
-        return await self.cache.get(key)
+    async def _lookup(self, key: str, deadline: float, fresh: bool = False) -> Lookup:
+        """The row for ``key``, or DatabaseUnavailable (UpstreamUnavailable for a key
+        read upstream) once ``deadline`` (loop time) has passed without one."""
+        wait_s = max(0.0, deadline - asyncio.get_running_loop().time())
+        try:
+            if self.cache is None or fresh:
+                return Lookup(await self._read_within(key, wait_s), None)
+            return await self.cache.get(key, wait_s)
+        except NoAnswer as exc:
+            if exc.foreign:
+                raise UpstreamUnavailable(str(exc)) from None
+            why = f"no answer within {self.client_timeout_s:g} s" if exc.waited_s else exc
+            raise DatabaseUnavailable(
+                f"registry unreachable at {self.registry.target}: {why}"
+            ) from None
+
+    async def _read_within(self, key: str, wait_s: float) -> RawRecord | None:
+        """An uncached read, waited on at most ``wait_s``; past it, it goes on alone (a
+        driver call cancelled mid-query waits on the server to hear of it: not bounded)."""
+        if self._late_reads >= LATE_READS_MAX:
+            raise NoAnswer(False, 0.0)
+        read = asyncio.get_running_loop().create_task(self.registry.get_handle_raw(key))
+        try:
+            await asyncio.wait((read,), timeout=wait_s)
+        finally:
+            if not read.done():  # timed out, or this caller was cancelled
+                self._late_reads += 1
+                read.add_done_callback(self._late_read_done)
+        if not read.done():
+            raise NoAnswer(False, wait_s)
+        return read.result()
+
+    def _late_read_done(self, read: asyncio.Task[RawRecord | None]) -> None:
+        self._late_reads -= 1
+        if not read.cancelled():
+            read.exception()  # expected (the registry failed): nobody waits to see it
 
     def _prefix_record(self, prefix: str) -> tuple[HandleValue, ...] | None:
         served, registered = self.served.exact(prefix)
@@ -204,11 +257,13 @@ class Resolver:
             values += self.prefix_certs(prefix)
         return values
 
-    async def _referral(self, handle: Handle, refer: bool) -> PrefixReferral | None:
+    async def _referral(
+        self, handle: Handle, refer: bool, deadline: float
+    ) -> PrefixReferral | None:
         if not refer:
             return None
         for ancestor in prefix_ancestors(handle.owning_prefix)[1:]:
-            parent = await self._lookup(normalise(f"{NA_PREFIX}/{ancestor}"))
+            parent = await self._lookup(normalise(f"{NA_PREFIX}/{ancestor}"), deadline)
             if parent.raw is None:
                 continue
             delegation = select_values(parent.decoded(), (), _DELEGATION_TYPES)

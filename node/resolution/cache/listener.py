@@ -4,7 +4,10 @@ changes (always).
 
 The cache is coherent only while the feed is up. On connect (and every reconnect) it
 LISTENs first and flushes the cache second, so no write can fall between the two; while
-it is down the cache serves nothing fresh. Prefix changes are passed on as they come,
+it is down the cache serves nothing fresh: each lookup reads the registry, and a row the
+cache holds is answered (as stale) only if the registry cannot answer in time either,
+which is what happens when the database is gone or hung, since the listener then fails
+with it. Prefix changes are passed on as they come,
 and after every reconnect (``on_prefixes(())``: re-read everything, some were missed).
 """
 
@@ -32,7 +35,7 @@ class InvalidationListener:
         dsn: str,
         cache: RecordCache | None,
         *,
-        ping_interval_s: float = 5.0,
+        ping_interval_s: float | None = None,
         connect_timeout_s: float = 5.0,
         on_lag: Callable[[float], None] = lambda lag: None,
         on_prefixes: Callable[[tuple[str, ...]], None] = lambda keys: None,
@@ -40,7 +43,9 @@ class InvalidationListener:
     ):
         self.feed = ChangeFeed(dsn, connect_timeout_s=connect_timeout_s)
         self.cache = cache
-        self.ping_interval_s = ping_interval_s
+        # A server that stopped answering (hung, not closed) is noticed by a ping left
+        # unanswered: sent this often, and given as long as any query (the deadline).
+        self.ping_interval_s = connect_timeout_s if ping_interval_s is None else ping_interval_s
         self.on_lag = on_lag
         self.on_prefixes = on_prefixes
         self.clock = clock

@@ -26,9 +26,18 @@ cannot be reached it is served stale like a registry row, each source tracked ap
 Policy. Freshness is the smallest TTL among the record's values, capped; not-found is
 cached for a short TTL (a creation notifies and drops it). Entries and bytes are
 bounded, least recently used out first. Concurrent misses for one key make one read.
-When the registry cannot be reached, an expired row is served for up to
-``stale_max_s`` past its expiry (RFC 8767), and the registry is retried at most every
-``stale_recheck_s`` meanwhile.
+
+Serve-stale (RFC 8767). A caller waits for a read at most its client timeout (``get``'s
+``timeout_s``); the read goes on without it, once per handle however many callers gave
+up on it. A source (the registry, or upstream) that failed, or kept a caller waiting
+that long, is *down*: an expired row, or one the listener can no longer vouch for, is
+then answered at once for up to ``stale_max_s`` past its expiry, and the source is
+asked again by one read at a time: a background refresh of a stale-served handle at
+most every ``stale_recheck_s``, or the read of a handle with nothing stale to answer
+(its caller still waits no longer than its timeout; others are told "no answer" at
+once). A hung server (SIGSTOP) and a dead one (connection refused) are thus answered
+alike, the hung one after at most one client timeout; any answer from the source, or
+the listener connecting, ends it.
 """
 
 from __future__ import annotations
@@ -49,6 +58,10 @@ from registry.rows import RawRecord
 
 log = logging.getLogger("idnode.cache")
 
+FIRST = asyncio.FIRST_COMPLETED
+# A source going down (or coming back) is logged at most this often, in seconds.
+LOG_EVERY_S = 10.0
+
 # CPython cost of an entry beyond its payload (the OrderedDict node, the Entry, its
 # expiry, object headers), and of a kept reply beyond its payload (the map slot, the
 # reply object), measured with 1e5 entries: the byte bound tracks the RSS.
@@ -57,6 +70,20 @@ REPLY_OVERHEAD = 220
 # More shapes than this per handle (index/type combinations) are answered, not cached:
 # a client cycling through filters must not grow one entry without bound.
 MAX_REPLIES_PER_ENTRY = 8
+
+
+class NoAnswer(Exception):
+    """Nothing to answer with: the source did not answer within the caller's timeout,
+    or is down with a read of it under way, and nothing stale is cached (RC 3: retry)."""
+
+    def __init__(self, foreign: bool, waited_s: float):
+        self.foreign = foreign  # upstream, not the registry
+        self.waited_s = waited_s
+        super().__init__(
+            f"no answer within {waited_s:g} s"
+            if waited_s > 0
+            else "not answering (a read of it is still under way)"
+        )
 
 
 class Kept(Protocol):
@@ -153,12 +180,52 @@ class Lookup:
 
 
 class _Flight:
-    __slots__ = ("joins", "poisoned", "task")
+    __slots__ = ("foreign", "joins", "poisoned", "task")
 
-    def __init__(self) -> None:
+    def __init__(self, foreign: bool) -> None:
         self.task: asyncio.Task[Lookup] | None = None
         self.poisoned = False
         self.joins = 0
+        self.foreign = foreign
+
+
+class _Source:
+    """Where reads go (the registry, or upstream), and whether it answers."""
+
+    __slots__ = ("down", "gone", "logged", "name", "reads", "recheck_at", "whole")
+
+    def __init__(self, name: str, *, whole: bool) -> None:
+        self.name = name
+        # One server answers every key (the registry), so one key's read that is too
+        # slow says the rest will be too. Upstream is many sites: a slow one says
+        # nothing of the others, and a slow read does not make upstream down.
+        self.whole = whole
+        self.down = False  # failed or too slow, and not answered since
+        self.recheck_at = 0.0  # monotonic: no background refresh before then
+        self.reads = 0  # in flight now, whether anyone still waits on them or not
+        # Done when the source is found down: callers waiting on other reads of it stop
+        # waiting for theirs and answer stale at once.
+        self.gone: asyncio.Future[None] | None = None
+        # When "down" and "up" were last logged (monotonic): a registry answering just
+        # too slowly, over and over, must not log a line per request.
+        self.logged = {True: -LOG_EVERY_S, False: -LOG_EVERY_S}
+
+    def log_now(self, down: bool, now: float) -> bool:
+        if now - self.logged[down] < LOG_EVERY_S:
+            return False
+        self.logged[down] = now
+        return True
+
+    def went_down(self) -> asyncio.Future[None]:
+        if self.gone is None:
+            self.gone = asyncio.get_running_loop().create_future()
+        return self.gone
+
+
+def _retrieve(task: asyncio.Task[Lookup]) -> None:
+    """A read nobody waits on any more may still fail: its error is expected, not lost."""
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass
@@ -199,15 +266,20 @@ class RecordCache:
         self.stats = CacheStats()
         self._maps: dict[str, ReplyMap] = {}
         self._flights: dict[str, _Flight] = {}
-        # Per source (registry: False, upstream: True): failed, so serve stale without
-        # asking again until then.
-        self._down_until = {False: 0.0, True: 0.0}
-        self._serving_stale = {False: False, True: False}
+        # Per source, keyed on "foreign": the registry (False) and upstream (True).
+        self._sources = {
+            False: _Source("registry", whole=True),
+            True: _Source("upstream", whole=False),
+        }
         self._watchers: dict[str, list[asyncio.Future[None]]] = {}
 
     # -- lookups -------------------------------------------------------------------
 
-    async def get(self, key: str) -> Lookup:
+    async def get(self, key: str, timeout_s: float | None = None) -> Lookup:
+        """The row for ``key`` (or its absence), waiting for a read at most ``timeout_s``
+        (None: as long as the read takes). Past it, or at once while the source is down,
+        a stale copy if there is one, else ``NoAnswer``; errors of the source itself
+        (``unavailable``) when it failed with nothing stale to answer."""
         now = self.monotonic()
         entry = self.entries.get(key)
         if entry is not None and (self.coherent or entry.foreign) and entry.expires > now:
@@ -218,48 +290,100 @@ class RecordCache:
             return Lookup(entry.raw, entry)
         self.stats.misses += 1
         flight = self._flights.get(key)
+        foreign = flight.foreign if flight is not None else self._foreign(key)
+        source = self._sources[foreign]
+        if source.down:
+            stale = self._stale(key)
+            if stale is not None:
+                if flight is None and source.reads == 0 and now >= source.recheck_at:
+                    self._start(key, foreign)  # the refresh; this caller does not wait
+                return stale
+            if source.whole and source.reads > 0:
+                # One read at a time of a registry that is down, and only the caller that
+                # started it waits on it (for its timeout at most).
+                raise NoAnswer(foreign, 0.0)
         if flight is None:
-            flight = self._flights[key] = _Flight()
-            flight.task = asyncio.get_running_loop().create_task(self._fill(key, flight))
+            flight = self._start(key, foreign)
         else:
             flight.joins += 1
             self.stats.joins += 1
-        assert flight.task is not None
-        # shield: one caller giving up (a client timeout) must not cancel the others' read.
-        return await asyncio.shield(flight.task)
-
-    async def _fill(self, key: str, flight: _Flight) -> Lookup:
-        foreign = self._foreign(key)
-        source = "upstream" if foreign else "registry"
-        try:
-            if self.monotonic() < self._down_until[foreign]:
+        task = flight.task
+        assert task is not None
+        if timeout_s is None:
+            # shield: one caller giving up must not cancel the others' read.
+            return await asyncio.shield(task)
+        # asyncio.wait neither cancels the read at the timeout nor when this caller is
+        # cancelled: it goes on for the others, and to refresh the entry.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        if source.whole and not source.down:
+            await asyncio.wait((task, source.went_down()), timeout=timeout_s, return_when=FIRST)
+            if not task.done() and source.down:  # found down by another caller meanwhile
                 stale = self._stale(key)
                 if stale is not None:
                     return stale
-            self.stats.reads += 1
-            try:
-                raw = await self._read(key)
-            except self._unavailable as exc:
-                self._down_until[foreign] = self.monotonic() + self.policy.stale_recheck_s
-                stale = self._stale(key)
-                if stale is None:
-                    raise
-                if not self._serving_stale[foreign]:
-                    self._serving_stale[foreign] = True
-                    log.warning(
-                        "%s unreachable (%s): serving cached records past their TTL "
-                        "for up to %.0f s",
-                        source,
-                        type(exc).__name__,
-                        self.policy.stale_max_s,
-                    )
-                return stale
+        if not task.done():
+            await asyncio.wait((task,), timeout=max(0.0, deadline - loop.time()))
+        if task.done():
+            return task.result()
+        return self._late(key, source, timeout_s)
+
+    def _start(self, key: str, foreign: bool) -> _Flight:
+        flight = self._flights[key] = _Flight(foreign)
+        self._sources[foreign].reads += 1  # from now: a caller in this same tick sees it
+        flight.task = asyncio.get_running_loop().create_task(self._fill(key, flight))
+        flight.task.add_done_callback(_retrieve)
+        return flight
+
+    def _late(self, key: str, source: _Source, waited_s: float) -> Lookup:
+        """A caller waited its whole timeout: the registry is down until it answers."""
+        if source.whole:
+            source.recheck_at = self.monotonic() + self.policy.stale_recheck_s
+            if not source.down:
+                self._down(source, f"no answer within {waited_s:g} s")
+        stale = self._stale(key)
+        if stale is None:
+            raise NoAnswer(not source.whole, waited_s)
+        return stale
+
+    def _down(self, source: _Source, why: str) -> None:
+        source.down = True
+        gone, source.gone = source.gone, None
+        if gone is not None:
+            gone.set_result(None)
+        if source.log_now(True, self.monotonic()):
+            log.warning(
+                "%s unreachable (%s): serving cached records past their TTL for up to %.0f s",
+                source.name,
+                why,
+                self.policy.stale_max_s,
+            )
+
+    def _up(self, source: _Source) -> None:
+        source.recheck_at = 0.0
+        if source.down:
+            source.down = False
+            if source.log_now(False, self.monotonic()):
+                log.info("%s reachable again: stale answers stopped", source.name)
+
+    async def _fill(self, key: str, flight: _Flight) -> Lookup:
+        foreign = flight.foreign
+        source = self._sources[foreign]
+        self.stats.reads += 1
+        try:
+            raw = await self._read(key)
+        except self._unavailable as exc:
+            source.recheck_at = self.monotonic() + self.policy.stale_recheck_s
+            if not source.down:
+                self._down(source, type(exc).__name__)
+            stale = self._stale(key)
+            if stale is None:
+                raise
+            return stale
         finally:
+            source.reads -= 1
             del self._flights[key]
-        if self._serving_stale[foreign]:
-            self._serving_stale[foreign] = False
-            log.info("%s reachable again: stale answers stopped", source)
-        self._down_until[foreign] = 0.0
+        self._up(source)
         values = raw.decoded() if raw is not None else None
         if not foreign and (flight.poisoned or not self.coherent):
             return Lookup(raw, None, values=values)
@@ -384,7 +508,9 @@ class RecordCache:
         are dropped) and keeps rows only for serve-stale; regaining it (after a flush)
         lets the cache fill again."""
         self.coherent = coherent
-        if not coherent:
+        if coherent:
+            self._up(self._sources[False])  # the listener reached the registry: it answers
+        else:
             for flight in self._flights.values():
                 flight.poisoned = True
             for entry in self.entries.values():

@@ -111,6 +111,54 @@ def decode_public_key(data: bytes | memoryview) -> PublicKey:
     raise ValueFormatError(f"unknown public key type {shown!r}")
 
 
+# --- what a verification may cost ----------------------------------------------------
+#
+# An HS_PUBKEY value is data a tenant writes, and every verification with it is work the
+# node does for whoever asks (an anonymous challenge answer tries the identity's keys).
+# Bounds that keep one verification around a millisecond: RSA with a small public
+# exponent (3..65537, what every key generator uses; OpenSSL itself refuses exponents
+# over 64 bits only above 3,072-bit moduli, and a 3,070-bit exponent on a 3,072-bit key
+# costs a private-key operation, ~25 ms) and a modulus of 1,024..8,192 bits (16,384 bits
+# costs ~8 ms); DSA with FIPS 186 sizes; ECDSA on P-256, P-384, P-521; Ed25519.
+
+RSA_MIN_BITS = 1024
+RSA_MAX_BITS = 8192
+RSA_MAX_EXPONENT = 65537
+DSA_P_BITS = (1024, 3072)
+DSA_Q_BITS = frozenset({160, 224, 256})
+
+
+def costly_key(key: PublicKey) -> str | None:
+    """Why verifying with ``key`` would cost more than this node accepts (a phrase naming
+    the rule), or None when it is within the bounds."""
+    if isinstance(key, rsa.RSAPublicKey):
+        nums = key.public_numbers()
+        if not RSA_MIN_BITS <= key.key_size <= RSA_MAX_BITS:
+            return (
+                f"RSA modulus of {key.key_size} bits is outside {RSA_MIN_BITS}..{RSA_MAX_BITS} bits"
+            )
+        if nums.e > RSA_MAX_EXPONENT or nums.e < 3 or nums.e % 2 == 0:
+            shown = nums.e if nums.e.bit_length() <= 32 else f"of {nums.e.bit_length()} bits"
+            return f"RSA public exponent {shown} is not an odd number from 3 to {RSA_MAX_EXPONENT}"
+        return None
+    if isinstance(key, dsa.DSAPublicKey):
+        params = key.parameters().parameter_numbers()
+        p_bits, q_bits = params.p.bit_length(), params.q.bit_length()
+        if not DSA_P_BITS[0] <= p_bits <= DSA_P_BITS[1] or q_bits not in DSA_Q_BITS:
+            return (
+                f"DSA parameters of {p_bits}/{q_bits} bits are not p of "
+                f"{DSA_P_BITS[0]}..{DSA_P_BITS[1]} bits with q of 160, 224 or 256 bits"
+            )
+        return None
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if type(key.curve) not in _CURVE_NAMES:
+            return f"EC curve {key.curve.name} is not one of {', '.join(_CURVES)}"
+        return None
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return None
+    return f"{type(key).__name__} keys are not supported"
+
+
 # --- JWK ------------------------------------------------------------------------------
 
 

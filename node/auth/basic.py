@@ -81,4 +81,4 @@ class BasicScheme:
     async def authenticate(self, ctx: AuthContext) -> Identity:
         assert ctx.authorization is not None
         index, handle, secret = parse_basic(ctx.authorization)
-        return await self.verifier.verify(handle, index, secret)
+        return await self.verifier.verify(handle, index, secret, client=ctx.client)

@@ -7,28 +7,30 @@ the endpoints only ever see an ``Identity`` or an ``AuthError``.
 
 Around every scheme that sends a reusable secret (Basic, a session id) the chain
 enforces the plain-HTTP policy (``http_plain_credentials``); around every scheme, the
-per-address failure limit, checked before any secret is hashed or signature verified so
-a blocked client costs nothing.
+per-client failure limit (``node.auth.gate``: the client behind trusted proxies, its
+/32 or /64), checked before anything else so a blocked client costs nothing. Costly
+checks reserve their failure in the gate before they run; cheap failures (a malformed
+header, an unknown session) are counted here, after the fact.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Protocol
 
+from node.auth.gate import AuthGate, shown
 from node.auth.identity import (
     AuthContext,
     AuthError,
+    ChecksBusy,
     CredentialsRefused,
     Identity,
     MalformedCredentials,
     TooManyFailures,
 )
-from node.auth.ratelimit import FailureLimiter
 from node.runtime.metrics import NodeMetrics
-
-log = logging.getLogger("idnode.auth")
 
 PLAIN_CREDENTIAL_POLICIES = ("loopback", "allow", "refuse")
 
@@ -61,7 +63,7 @@ class AuthChain:
     def __init__(
         self,
         schemes: Sequence[AuthScheme],
-        limiter: FailureLimiter,
+        gate: AuthGate,
         metrics: NodeMetrics,
         *,
         plain_policy: str,
@@ -71,7 +73,7 @@ class AuthChain:
         if plain_policy not in PLAIN_CREDENTIAL_POLICIES:
             raise ValueError(f"unknown plain-credentials policy {plain_policy!r}")
         self.schemes = list(schemes)
-        self.limiter = limiter
+        self.gate = gate
         self.metrics = metrics
         self.plain_policy = plain_policy
         self.monotonic = monotonic
@@ -79,6 +81,10 @@ class AuthChain:
 
     def add(self, scheme: AuthScheme) -> None:
         self.schemes.append(scheme)
+
+    def client_address(self, peer: str | None, headers: Mapping[str, str]) -> str | None:
+        """The request's real client (behind trusted proxies, the forwarded one)."""
+        return self.gate.client_address(peer, headers)
 
     async def authenticate(self, ctx: AuthContext) -> Identity | None:
         """The caller's identity; None when the request carries no credentials."""
@@ -97,29 +103,31 @@ class AuthChain:
                 "credentials over plain HTTP are refused from this address "
                 f"(http_plain_credentials={self.plain_policy}); use HTTPS or a local proxy"
             )
-        peer = ctx.peer or "unknown"
+        client = self.gate.client_key(self.gate.client_address(ctx.peer, ctx.headers))
+        ctx = replace(ctx, client=client)
         now = self.monotonic()
-        wait = self.limiter.retry_after(peer, now)
-        if wait is not None:
+        blocked = self.gate.blocked(client, now)
+        if blocked is not None:
             self.metrics.auth_rate_limited.labels(self.front).inc()
-            raise TooManyFailures(
-                f"too many failed authentications from {peer}; retry in {wait} s",
-                retry_after_s=wait,
-            )
+            raise blocked
         try:
             identity = await scheme.authenticate(ctx)
         except AuthError as exc:
-            if exc.counts_as_failure:
-                self.limiter.record_failure(peer, now)
-            self._count(exc.reason)
-            # The handle and the reason, never the credentials.
-            log.info(
-                "%s authentication from %s failed: %s (%s)",
-                scheme.name,
-                peer,
-                exc.message,
-                exc.reason,
-            )
+            if exc.counts_as_failure and not exc.counted:
+                self.gate.record_failure(client, now)
+            if isinstance(exc, TooManyFailures):
+                self.metrics.auth_rate_limited.labels(self.front).inc()
+            elif not isinstance(exc, ChecksBusy):  # the gate counts and logs those
+                self._count(exc.reason)
+                # The handle and the reason, never the credentials; a few lines a minute.
+                self.gate.quiet.log(
+                    logging.INFO,
+                    "%s authentication from %s failed: %s (%s)",
+                    scheme.name,
+                    shown(client),
+                    exc.message,
+                    exc.reason,
+                )
             raise
         return identity
 

@@ -40,6 +40,9 @@ class AuthContext:
     peer: str | None  # client IP address as text
     secure: bool  # the transport is TLS
     extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. the peer certificate
+    # The key the client's failures count against (its network, behind trusted proxies
+    # the forwarded client's): set by the chain (``AuthGate.client_key``).
+    client: str = "unknown"
 
     @property
     def authorization(self) -> str | None:
@@ -69,6 +72,9 @@ class AuthError(Exception):
     # Counts towards the per-address failure limit. False only for refusals that say
     # nothing about whether the caller holds the credentials (an unsupported method).
     counts_as_failure = True
+    # Already counted: a costly check reserved its failure before it ran
+    # (``node.auth.gate``), so the chain must not count it again.
+    counted = False
 
     def __init__(self, message: str, *, retry_after_s: int | None = None):
         super().__init__(message)
@@ -85,9 +91,10 @@ class CredentialsRejected(AuthError):
 
     status = 401
 
-    def __init__(self, message: str, reason: str):
+    def __init__(self, message: str, reason: str, *, counted: bool = False):
         super().__init__(message)
         self.reason = reason
+        self.counted = counted
 
 
 class MalformedCredentials(AuthError):
@@ -107,6 +114,17 @@ class TooManyFailures(AuthError):
     status = 429
     response_code = ResponseCode.SERVER_TOO_BUSY
     reason = "rate_limited"
+    counts_as_failure = False  # nothing was checked
+
+
+class ChecksBusy(AuthError):
+    """Too many password and key checks are waiting for a worker thread: refused at once
+    (503 with Retry-After), nothing checked, nothing counted against the client."""
+
+    status = 503
+    response_code = ResponseCode.SERVER_TOO_BUSY
+    reason = "busy"
+    counts_as_failure = False
 
 
 class AuthenticationRequired(AuthError):

@@ -13,10 +13,15 @@ Signatures follow Java's ``Signature`` algorithms, which the reference picks as
 ``(r, s)`` for DSA and ECDSA. ECDSA also accepts the raw ``r || s`` form WebCrypto
 produces, so a browser client can answer. Ed25519 signs the message itself; its
 ``alg`` is ignored. MD5 (which the reference still accepts) is refused.
+
+What a verification may cost is bounded (``protocol.keys.costly_key``): a key over the
+bounds is refused when written (``check_key_value``) and skipped, unverified, when one
+written before is met (``usable_key``).
 """
 
 from __future__ import annotations
 
+import enum
 import json
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -25,7 +30,8 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed25519, padding,
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from protocol.errors import ValueFormatError
-from protocol.keys import PublicKey, decode_public_key, public_key_from_jwk
+from protocol.keys import PublicKey, costly_key, decode_public_key, public_key_from_jwk
+from protocol.values import HandleValue
 
 # The reference's names for its hash algorithms (``constructSignedResponse``), upper-cased.
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -73,6 +79,40 @@ def load_public_key(data: bytes) -> PublicKey:
             raise ValueFormatError(f"unsupported public key type {type(key).__name__}")
         return key
     return decode_public_key(data)
+
+
+PUBKEY_TYPE = "HS_PUBKEY"
+
+
+class Unusable(enum.Enum):
+    """Why a stored HS_PUBKEY value was not tried (a metrics label)."""
+
+    UNREADABLE = "unreadable"  # holds no key this node reads
+    COSTLY = "cost"  # a key over the bounds: never verified with
+
+
+def usable_key(data: bytes) -> PublicKey | Unusable:
+    """The key an HS_PUBKEY value holds, when verifying with it stays within the bounds."""
+    try:
+        key = load_public_key(data)
+    except ValueFormatError:
+        return Unusable.UNREADABLE
+    return Unusable.COSTLY if costly_key(key) is not None else key
+
+
+def check_key_value(value: HandleValue) -> None:
+    """Refuse an HS_PUBKEY value whose key is over the bounds (ValueFormatError naming
+    the rule). Data that holds no key this node reads is stored as given, as the
+    reference stores it: it is never used to verify anything."""
+    if value.type.upper() != PUBKEY_TYPE:
+        return
+    try:
+        key = load_public_key(value.data)
+    except ValueFormatError:
+        return
+    problem = costly_key(key)
+    if problem is not None:
+        raise ValueFormatError(f"value {value.index}: HS_PUBKEY {problem}")
 
 
 def _ecdsa_forms(key: ec.EllipticCurvePublicKey, signature: bytes) -> list[bytes]:

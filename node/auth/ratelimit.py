@@ -1,8 +1,16 @@
-"""Failed-authentication limiter per client address (a sliding window).
+"""Failed authentications per key (a client network, or an identity) in a sliding window.
 
-The clock comes in as ``now`` (monotonic seconds), so tests step time without
-sleeping. Memory is bounded: at most ``max_tracked`` addresses are remembered; when
-full, the longest-tracked address is forgotten first (expired ones go lazily).
+A check that costs (a PBKDF2, a signature verification) is *reserved* before it runs:
+it counts as a failure up front and is given back when it succeeds. So however many
+guesses arrive at once, at most ``max_failures`` of them are checked per window; the
+rest wait for a reservation to be settled, or are refused once the failures fill the
+window (``node.auth.checks``). Cheap failures (a malformed header, an unknown session)
+are recorded after the fact.
+
+The clock comes in as ``now`` (monotonic seconds), so tests step time without sleeping.
+Memory is bounded: at most ``max_tracked`` keys are remembered; when full, the
+longest-tracked key is forgotten first (expired ones go lazily). Pending reservations
+are bounded by the checks in flight.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ class FailureLimiter:
         self.window_s = window_s
         self.max_tracked = max_tracked
         self._failures: dict[str, deque[float]] = {}
+        self._pending: dict[str, int] = {}  # reservations whose check has not ended
 
     def _recent(self, key: str, now: float) -> deque[float] | None:
         times = self._failures.get(key)
@@ -46,6 +55,31 @@ class FailureLimiter:
         times.append(now)
         while len(times) > self.max_failures:  # only the newest N matter
             times.popleft()
+
+    def has_room(self, key: str, now: float) -> bool:
+        """May one more check for ``key`` start: its failures in the window and its
+        checks in flight together stay under the limit?"""
+        times = self._recent(key, now)
+        return (len(times) if times else 0) + self._pending.get(key, 0) < self.max_failures
+
+    def reserve(self, key: str) -> None:
+        """Count a check about to run as a failure until ``settle`` says otherwise (the
+        caller asked ``has_room`` first)."""
+        self._pending[key] = self._pending.get(key, 0) + 1
+
+    def settle(self, key: str, now: float, *, failed: bool) -> None:
+        """End a reservation: a failure stays counted (at ``now``), a success or a check
+        that never ran is given back."""
+        left = self._pending.get(key, 0) - 1
+        if left > 0:
+            self._pending[key] = left
+        else:
+            self._pending.pop(key, None)
+        if failed:
+            self.record_failure(key, now)
+
+    def pending(self, key: str) -> int:
+        return self._pending.get(key, 0)
 
     def _evict(self) -> None:
         while len(self._failures) >= self.max_tracked:

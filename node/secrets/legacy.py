@@ -28,8 +28,12 @@ KEY_BYTES = 32
 # OWASP (2023) guidance for PBKDF2-HMAC-SHA256; the setting can raise it.
 DEFAULT_ITERATIONS = 600_000
 MIN_ITERATIONS = 1_000
-# A stored hash is data an admin can write: bound the work one verification may cost.
+# What the parser reads (the old setting allowed up to this many)...
 MAX_ITERATIONS = 5_000_000
+# ...and what a check computes: only the node chooses KDF parameters, and rows over this
+# (a hash planted with 5,000,000 iterations costs ~3 s of a core per check) are skipped,
+# never computed; their owners set the secret again (``idnode handle set-secret``).
+MAX_CHECKED_ITERATIONS = 1_000_000
 
 _U32 = struct.Struct(">I")
 
@@ -99,12 +103,24 @@ def hash_secret(
     return HashedSecret(iterations, salt, key).to_bytes()
 
 
+def checkable(stored: bytes) -> bool:
+    """Is ``stored`` a hashed secret a check may compute (well-formed, and no more than
+    ``MAX_CHECKED_ITERATIONS``)?"""
+    try:
+        return parse_hashed(stored).iterations <= MAX_CHECKED_ITERATIONS
+    except SecretFormatError:
+        return False
+
+
 def verify_secret(secret: bytes, stored: bytes) -> bool:
     """Does ``secret`` match the stored hash? Constant-time compare; a malformed or
-    clear-text ``stored`` value never matches (clear secrets are not accepted)."""
+    clear-text ``stored`` value never matches (clear secrets are not accepted), nor does
+    one over ``MAX_CHECKED_ITERATIONS``, which is not even computed."""
     try:
         parsed = parse_hashed(stored)
     except SecretFormatError:
+        return False
+    if parsed.iterations > MAX_CHECKED_ITERATIONS:
         return False
     key = hashlib.pbkdf2_hmac("sha256", secret, parsed.salt, parsed.iterations, len(parsed.key))
     return hmac.compare_digest(key, parsed.key)

@@ -17,7 +17,6 @@ means "unchanged"). NUL-led forms can never be typed as a text secret.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import os
 from dataclasses import replace
@@ -25,6 +24,7 @@ from dataclasses import replace
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from node.secrets import legacy
 from node.secrets.legacy import looks_hashed, verify_secret
 from node.settings import Settings
 from node.signing.keystore import open_key_store
@@ -35,8 +35,6 @@ SEALED = b"\x00\x02"
 SHOWN = b"\x00\x00secret set, not shown"
 _NONCE_BYTES = 12
 _AAD = b"idnode HS_SECKEY"
-# Legacy PBKDF2 checks at once: each costs ~0.3 s of a core.
-_LEGACY_SLOTS = 2
 
 
 class SealedElsewhere(ValueError):
@@ -63,7 +61,6 @@ class SecretVault:
         if len(key) != 32:
             raise ValueError("the secrets key must be 32 bytes")
         self._aead = AESGCM(key)
-        self._legacy = asyncio.Semaphore(_LEGACY_SLOTS)
 
     def __repr__(self) -> str:  # the key stays out of logs and tracebacks
         return "SecretVault()"
@@ -105,15 +102,21 @@ class SecretVault:
             return None
         return stored  # clear (written behind the node's back)
 
-    async def matches(self, secret: bytes, stored: bytes) -> bool:
+    def matches(self, secret: bytes, stored: bytes) -> bool:
         """Does ``secret`` (an HTTP Basic password) match the stored data? Constant-time
-        for sealed and clear data; a PBKDF2 check, off the loop and bounded, for the
-        legacy hashed form."""
+        for sealed and clear data; a PBKDF2 check for the legacy hashed form, so this
+        blocks: callers run it in the authentication worker threads
+        (``node.auth.checks``), after asking ``checkable``."""
         if looks_hashed(stored):
-            async with self._legacy:
-                return await asyncio.to_thread(verify_secret, secret, stored)
+            return verify_secret(secret, stored)
         key = self.key_of(stored)
         return key is not None and hmac.compare_digest(key, secret)
+
+    @staticmethod
+    def checkable(stored: bytes) -> bool:
+        """False for a legacy hash whose parameters are over the node's bound: a check
+        skips it rather than compute it (``legacy.MAX_CHECKED_ITERATIONS``)."""
+        return not looks_hashed(stored) or legacy.checkable(stored)
 
 
 def open_vault(settings: Settings) -> SecretVault:

@@ -8,9 +8,11 @@ is an absent field), or an NDJSON object ``{"handle", "template"?, "fields"?,
 "values"?}`` (fields by name, values in Handle.Net JSON, or both).
 
 What single writes allow and a bulk import does not: HS_SECKEY secrets (set them one by
-one: ``idnode handle set-secret``), template records (publish them one at a time),
-prefix records (0.NA/...) and overwriting (an existing handle is compared, never
-changed: ``registry.bulk``).
+one: ``idnode handle set-secret``; also when a template names an HS_SECKEY field, since
+a row's cell is stored as it is, neither sealed nor checked for a pre-hashed form),
+template records (publish them one at a time), prefix records (0.NA/...) and
+overwriting (an existing handle is compared, never changed: ``registry.bulk``).
+HS_PUBKEY values are held to the write service's key bounds (``check_key_value``).
 
 The rows of an import repeat most of their values (one mill, one fabric code, a few
 colours): each distinct value is encoded, digested and checked once (``Piece``, the
@@ -31,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from node.auth.pubkey import check_key_value
 from node.settings import Settings
 from node.signing.bulk import BulkSigner, Piece
 from node.signing.signer import RecordSigner, build_signer
@@ -52,7 +55,7 @@ from protocol.templates import (
 from protocol.valuecodec import value_to_wire
 from protocol.values import HandleValue
 from registry.bulk import ImportRow, Rejected
-from registry.recordrules import MAX_FIELD_CHARS
+from registry.recordrules import EMPTY_RECORD, MAX_FIELD_CHARS
 
 SECKEY_TYPE = "HS_SECKEY"
 NDJSON_KEYS = frozenset({"handle", "template", "fields", "values"})
@@ -206,6 +209,7 @@ class RowPreparer:
         piece = self._pieces.get(key)
         if piece is None:
             value = HandleValue(index, vtype, text.encode("utf-8"), timestamp=now_s)
+            _refuse_keys(value)  # once per distinct value: a refused one is not kept
             piece = self._pieces[key] = Piece.of(value)
         return piece
 
@@ -227,6 +231,8 @@ class RowPreparer:
             raise Refused(f"unknown key {unknown[0]!r} (keys: {', '.join(sorted(NDJSON_KEYS))})")
         handle = _handle(text)
         values = self._ndjson_values(batch, obj)
+        if not values:  # refused on every write path (registry.recordrules)
+            raise Refused(EMPTY_RECORD)
         template: Template | None = None
         name = cited(values)
         if name is not None:
@@ -239,11 +245,6 @@ class RowPreparer:
             if problems:
                 raise violation(template.handle, problems)
         for v in values:
-            if v.type.upper() == SECKEY_TYPE:
-                raise Refused(
-                    f"value {v.index}: HS_SECKEY secrets are not imported in bulk; "
-                    "set them one by one (idnode handle set-secret)"
-                )
             if v.type.upper() == BODY_TYPE:
                 raise Refused(
                     "template records are not imported in bulk; publish them one at a time"
@@ -287,6 +288,7 @@ class RowPreparer:
     def _any_piece(self, value: HandleValue) -> Piece:
         piece = self._values.get(value)
         if piece is None:
+            _refuse_keys(value)
             piece = self._values[value] = Piece.of(value)
         return piece
 
@@ -360,6 +362,20 @@ class RowPreparer:
 
 def _index(piece: Piece) -> int:
     return piece.value.index
+
+
+def _refuse_keys(value: HandleValue) -> None:
+    """What a single write would have sealed or checked is refused here: HS_SECKEY
+    values (a CSV cell of an HS_SECKEY field too), HS_PUBKEY over the key bounds."""
+    if value.type.upper() == SECKEY_TYPE:
+        raise Refused(
+            f"value {value.index}: HS_SECKEY secrets are not imported in bulk; "
+            "set them one by one (idnode handle set-secret)"
+        )
+    try:
+        check_key_value(value)
+    except ValueFormatError as exc:
+        raise Refused(exc.message) from None
 
 
 def _csv_cells(raw: bytes) -> list[str]:

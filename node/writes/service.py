@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from node.auth import Denied
+from node.auth.pubkey import check_key_value
 from node.errors import NodeError
 from node.runtime.metrics import NodeMetrics
 from node.secrets.legacy import looks_hashed
@@ -53,7 +54,7 @@ from protocol.recordsig import is_signature, needs_cover
 from protocol.values import HandleValue
 from registry.batch import BatchRefused, Change
 from registry.errors import Conflict, DatabaseUnavailable, NotFound, RegistryError
-from registry.recordrules import storage_prefixes, unusable_prefix
+from registry.recordrules import check_incoming, storage_prefixes, unusable_prefix
 from registry.rows import FieldRows, PutResult, Record
 from registry.store import Registry
 
@@ -75,7 +76,10 @@ _PUBLIC_BITS = Permission.PUBLIC_READ | Permission.PUBLIC_WRITE
 
 def protect_secret(value: HandleValue) -> HandleValue:
     """Apply the HS_SECKEY rules to one incoming value (others pass unchanged): never
-    empty, never publicly readable or writable."""
+    empty, never publicly readable or writable. An HS_PUBKEY whose key would cost more
+    to verify with than the node's bounds is refused (``check_key_value``): it is work
+    an anonymous challenge answer could make the node do."""
+    check_key_value(value)
     if not is_seckey(value):
         return value
     if not value.data:
@@ -116,6 +120,8 @@ def _same_values(a: Sequence[HandleValue], b: Sequence[HandleValue]) -> bool:
 
 
 def _incoming(values: Sequence[HandleValue]) -> list[HandleValue]:
+    # Every write path (CLI, demo seed, onboarding too) meets the same record rules.
+    check_incoming(values)
     incoming = [protect_secret(v) for v in values]
     seen: set[int] = set()
     for v in incoming:

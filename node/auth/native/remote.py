@@ -72,6 +72,19 @@ class HomeServerCheck:
                     log.warning("cannot verify %s:%s with its home server: %s", index, handle, exc)
         return None
 
+    async def held_here(self, handle: str) -> bool:
+        """Would this node hold the identity ``handle``: its prefix served here and not
+        delegated to another site by an ancestor's HS_SITE.PREFIX? Then an identity the
+        registry lacks does not exist, and is answered here like a wrong answer."""
+        try:
+            prefix = parse_handle(handle).owning_prefix
+        except HandleSyntaxError:
+            return True  # names no identity anywhere
+        if not self.resolver.served.serves(prefix):
+            return False
+        found = await self.resolver.resolve(f"{NA_PREFIX}/{prefix}", (), (), self.clock())
+        return not isinstance(found, PrefixReferral)
+
     async def home_sites(self, handle: str) -> list[SiteInfo]:
         """The sites serving ``handle``'s prefix, primaries first."""
         try:

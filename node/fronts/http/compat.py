@@ -122,8 +122,12 @@ async def token(request: web.Request) -> web.Response:
         raise ApiError(RC.PROTOCOL_ERROR, "username and password are required", status=400)
     basic = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     transport = request.transport
+    headers = {"Authorization": f"Basic {basic}"}
+    if "X-Forwarded-For" in request.headers:
+        # Behind a trusted proxy the limits count the real client (node.auth.proxies).
+        headers["X-Forwarded-For"] = ", ".join(request.headers.getall("X-Forwarded-For"))
     ctx = AuthContext(
-        headers={"Authorization": f"Basic {basic}"},
+        headers=headers,
         peer=request.remote,
         secure=request.secure,
         extra={"peercert": transport.get_extra_info("peercert") if transport else None},

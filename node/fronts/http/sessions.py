@@ -20,6 +20,10 @@ an ambient credential a cross-site page could ride); the reply always carries
 address is rate-limited) rather than the session object with 401; an unknown or expired
 session is 401 everywhere. Over plain HTTP the ``http_plain_credentials`` policy applies
 to session ids as to Basic secrets (the reference refuses sessions without TLS).
+
+One client (behind trusted proxies, the forwarded one) holds a bounded share of the
+unauthenticated sessions (``node.auth.sessions``): past it, 429 with Retry-After, so a
+flood of anonymous ``POST /api/sessions`` cannot push out anybody else's.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from aiohttp import web
 from node.auth import Identity, Session, SessionLimitReached, SessionStore
 from node.auth.handleauth import session_id_of
 from node.auth.identity import MalformedCredentials
+from node.auth.sessions import SourceLimitReached
 from node.fronts.http.app import Extension
 from node.fronts.http.errors import ApiError
 from node.fronts.http.reply import NO_STORE, Style, render
@@ -74,9 +79,16 @@ async def create_session(request: web.Request) -> web.Response:
         raise ApiError(RC.PROTOCOL_ERROR, "POST /api/sessions creates a session: send no sessionId")
     identity = await svc.identity(request)  # Basic or a client certificate, if any
     now = svc.auth.monotonic()
+    client = svc.auth.client_address(request.remote, request.headers)
     try:
-        session = store.create(now)
+        session = store.create(now, client)
+    except SourceLimitReached as exc:
+        svc.metrics.http_sessions_refused.labels("per_source").inc()
+        raise ApiError(
+            RC.SERVER_TOO_BUSY, f"{exc}; retry later", status=429, headers={"Retry-After": "60"}
+        ) from None
     except SessionLimitReached as exc:
+        svc.metrics.http_sessions_refused.labels("full").inc()
         raise ApiError(
             RC.SERVER_TOO_BUSY, f"{exc}; retry later", headers={"Retry-After": "60"}
         ) from None

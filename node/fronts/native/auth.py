@@ -12,6 +12,11 @@ sessions, and the IDIS SDK logins, for the one native handler behind UDP and TCP
   and 401.
 - ``login``: the IDIS SDKs' opcode 2000 (password) per connection.
 - ``finish``: MAC (in a session, CERT set) or sign (CERT) and encrypt a reply.
+
+Answers and logins pass the authentication gate shared with the HTTP front
+(``node.auth.gate``): failures count per client network and per identity, each check
+reserves its failure before it runs in the worker threads, and a full queue of checks
+is RC 3 (too busy; an answer refused so may be sent again).
 """
 
 from __future__ import annotations
@@ -20,14 +25,14 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from node.auth import FailureLimiter, Identity
+from node.auth import AuthGate, Identity, SecretKeyVerifier
+from node.auth.identity import AuthError, ChecksBusy, CredentialsRejected, TooManyFailures
 from node.auth.native.answers import AnswerChecker, AnswerRefused
 from node.auth.native.challenges import Challenge, Expired, PendingChallenges
 from node.auth.native.ids import new_id
 from node.auth.native.sessions import CounterReused, NativeSession, NativeSessions
 from node.fronts.native.peer import Peer
 from node.resolution.site import Site
-from node.secrets.vault import SecretVault
 from protocol.bodies import ChallengeReply, HashType
 from protocol.challenge import ChallengeAnswer, challenge_reply, make_nonce
 from protocol.codes import OpCode, OpFlag, ResponseCode
@@ -52,7 +57,6 @@ from protocol.session import (
     encrypt_message,
     mac_message,
 )
-from registry.store import Registry
 
 HS_MAC = "HS_MAC"
 
@@ -84,29 +88,27 @@ class Unwrapped:
 class NativeAuth:
     def __init__(
         self,
-        registry: Registry,
-        vault: SecretVault,
         checker: AnswerChecker,
+        secrets: SecretKeyVerifier,
+        gate: AuthGate,
         site: Callable[[], Site],
         *,
         challenge_timeout_s: float,
         sessions: NativeSessions,
         login_lifetime_s: float,
         monotonic: Callable[[], float],
-        limiter: FailureLimiter | None = None,
         rate_limited: Callable[[], None] = lambda: None,
     ):
-        self.registry = registry
-        self.vault = vault
         self.checker = checker
+        self.secrets = secrets  # IDIS password logins, checked as HTTP Basic is
         self.site = site
         self.challenges = PendingChallenges(timeout_s=challenge_timeout_s)
         self.sessions = sessions
         self.login_lifetime_s = login_lifetime_s
         self.monotonic = monotonic
-        # Failed answers and logins per client address, shared with the HTTP front: past
-        # the limit an address gets no more checks (each may cost a PBKDF2) for a while.
-        self.limiter = limiter
+        # Failed answers and logins per client network and identity, shared with the
+        # HTTP front: past the limit a client gets no more checks for a while.
+        self.gate = gate
         self.rate_limited = rate_limited
 
     def _taken(self, candidate: int) -> bool:
@@ -193,7 +195,7 @@ class NativeAuth:
         body = answer.body
         if not isinstance(body, ChallengeAnswer):
             raise Refusal(ResponseCode.PROTOCOL_ERROR, "expected a challenge answer")
-        self._check_limit(peer)
+        client = self._check_limit(peer)
         try:
             challenge = self.challenges.take(answer.envelope.session_id, self.monotonic())
         except Expired as exc:
@@ -212,10 +214,15 @@ class NativeAuth:
                 challenge.nonce,
                 challenge.digest,
                 body.response,
+                client=client,
             )
         except AnswerRefused as exc:
-            self._failed(peer)
             raise AnswerFailed(challenge, exc) from None
+        except ChecksBusy as exc:
+            self.challenges.add(challenge, self.monotonic())  # the same answer may come again
+            raise self._refusal_of(exc) from None
+        except AuthError as exc:
+            raise self._refusal_of(exc) from None
         session = self.sessions.get(challenge.id, self.monotonic())
         if session is not None and _same_identity(session, identity):
             session.authenticated = identity  # later requests are checked by MAC alone
@@ -230,39 +237,43 @@ class NativeAuth:
         """IDIS opcode 2000: a user handle and its password, for this connection."""
         body = request.body
         assert isinstance(body, LoginRequest)
-        self._check_limit(peer)
-        record = await self.registry.get_handle(normalise(body.user))
-        password = body.password.encode()
-        if record is not None:
-            for value in record.values:
-                if value.type.upper() == "HS_SECKEY" and await self.vault.matches(
-                    password, value.data
-                ):
-                    identity = Identity(record.handle, value.index, "native")
-                    if peer.conn is not None:
-                        peer.conn.log_in(identity, self.monotonic(), self.login_lifetime_s)
-                    return identity
-        self._failed(peer)
-        raise Refusal(
-            ResponseCode.AUTHENTICATION_FAILED, f"login failed for {body.user}", reason="bad_login"
-        )
-
-    def _check_limit(self, peer: Peer) -> None:
-        if self.limiter is None:
-            return
-        source = _source(peer)
-        wait = self.limiter.retry_after(source, self.monotonic())
-        if wait is not None:
-            self.rate_limited()
+        client = self._check_limit(peer)
+        try:
+            identity = await self.secrets.verify(
+                body.user, 0, body.password.encode(), client=client, scheme="native"
+            )
+        except CredentialsRejected:
             raise Refusal(
                 ResponseCode.AUTHENTICATION_FAILED,
-                f"too many failed authentications from {source}; retry in {wait} s",
-                reason="rate_limited",
-            )
+                f"login failed for {body.user}",
+                reason="bad_login",
+            ) from None
+        except AuthError as exc:
+            raise self._refusal_of(exc) from None
+        if peer.conn is not None:
+            peer.conn.log_in(identity, self.monotonic(), self.login_lifetime_s)
+        return identity
 
-    def _failed(self, peer: Peer) -> None:
-        if self.limiter is not None:
-            self.limiter.record_failure(_source(peer), self.monotonic())
+    def _check_limit(self, peer: Peer) -> str:
+        """The client's key; a Refusal when its failures fill the window (nothing is
+        read or checked for it)."""
+        client = self.gate.client_key(peer.address[0] if peer.address is not None else None)
+        blocked = self.gate.blocked(client, self.monotonic())
+        if blocked is not None:
+            raise self._refusal_of(blocked)
+        return client
+
+    def _refusal_of(self, exc: AuthError) -> Refusal:
+        """The native reply to a refusal of the gate: RC 403 when rate-limited (as the
+        reference answers a failed authentication), RC 3 when the checks are busy."""
+        if isinstance(exc, TooManyFailures):
+            self.rate_limited()
+            return Refusal(ResponseCode.AUTHENTICATION_FAILED, exc.message, reason="rate_limited")
+        if isinstance(exc, ChecksBusy):
+            return Refusal(
+                ResponseCode.SERVER_TOO_BUSY, f"{exc.message}; retry later", reason="busy"
+            )
+        return Refusal(ResponseCode.AUTHENTICATION_FAILED, exc.message, reason=exc.reason)
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from node.auth.clientcert import subject_identity
 from node.auth.handleauth import decode_b64, parse_admin_id, parse_handle_authorization
 from node.auth.identity import MalformedCredentials
 from node.auth.pubkey import hash_for_alg, load_public_key, same_public_key, verify_signature
+from node.auth.sessions import SourceLimitReached
 from protocol.errors import ValueFormatError
 from protocol.keys import encode_public_key, public_key_to_jwk
 from tests.node.challenge_support import new_key, sign
@@ -91,6 +92,42 @@ def test_store_limit_keeps_authenticated_sessions() -> None:
         store.create(5)
     assert store.create(104.5) is not None  # a and c idle since 3/4: expired, room again
     assert store.delete(c.id) is False and store.counts() == (1, 0)
+
+
+def test_store_pending_sessions_per_source() -> None:
+    """One source holds at most its share of unauthenticated sessions; authenticating,
+    deleting, expiring or evicting one gives its place back; exempt networks and
+    callers without an address are not counted."""
+    store = SessionStore(100, idle_timeout_s=100, exempt=["127.0.0.0/8"])
+    assert store.per_source_pending == 16 == SessionStore(1600, 1).per_source_pending
+    assert SessionStore(10_000, 1).per_source_pending == 100
+    mine = [store.create(0, "203.0.113.7") for _ in range(16)]
+    with pytest.raises(SourceLimitReached, match=r"203\.0\.113\.7 holds 16"):
+        store.create(0, "203.0.113.7")
+    other = store.create(0, "203.0.113.8")  # another source is not held back
+    assert store.create(0, "127.0.0.1") and store.create(0, None)
+    store.authenticate(mine[0], ADMIN, now=1)
+    store.create(1, "203.0.113.7")  # the authenticated one's place
+    store.delete(mine[1].id)
+    store.create(1, "203.0.113.7")  # the deleted one's place
+    with pytest.raises(SourceLimitReached):
+        store.create(1, "203.0.113.7")
+    assert store.get(other.id, 150) is None  # idle for 150 s: expired, all of them
+    for _ in range(16):
+        store.create(150, "203.0.113.7")
+    with pytest.raises(SourceLimitReached):
+        store.create(150, "203.0.113.7")
+    v6 = [store.create(150, f"2001:db8:1:2::{n}") for n in range(16)]
+    with pytest.raises(SourceLimitReached):
+        store.create(150, "2001:db8:1:2:ffff::1")  # the same /64
+    full = SessionStore(4, idle_timeout_s=100, per_source_pending=2)
+    first = full.create(0, "198.51.100.1")
+    for n in range(2, 5):
+        full.create(0, f"198.51.100.{n}")
+    full.create(0, "198.51.100.9")  # full: the oldest pending session makes room...
+    assert full.get(first.id, 0) is None
+    full.create(0, "198.51.100.1")  # ...and its source has its place back
+    assert len(v6) == 16
 
 
 def test_store_authenticate_after_delete_is_a_no_op() -> None:

@@ -5,10 +5,23 @@ over ``negotiate.signed_bytes`` (from 2.7: version, session and request ids, ses
 counter, then header + body), made with the private key whose public half is in the
 server's HS_SITE, so a client that trusts the site info can trust the reply even
 through a cache. The digest algorithm name is the one the reference writes ("SHA-256").
+
+``SignatureMemo`` keeps signatures for reuse where the signed bytes repeat: below 2.7
+they hold no session or request id (header + body only; at 2.6 the reference's
+overwritten id bytes, which keep only part of the session id), so two requests of the
+same shape get replies whose signed bytes differ at most in the expiration the server
+stamps (its clock + 12 h). A memoised signature is reused, with the expiration it was
+made with, while that expiration is at most ``window_s`` older than a fresh one would
+be: the reply then expires up to ``window_s`` early, and nothing else changes. The key
+is the signed bytes themselves (hashed), values included, so a changed record can never
+be answered with an old signature. From 2.7 the request id is signed, no two replies
+share their signed bytes, and nothing is memoised.
 """
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import replace
 
 from cryptography.exceptions import InvalidSignature
@@ -17,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, padding, rsa
 
 from .errors import LocalProtocolError, ProtocolError
 from .message import Credential, Message
-from .negotiate import signed_bytes
+from .negotiate import at_least, signed_bytes
 
 SIGNED = "HS_SIGNED"
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -66,13 +79,23 @@ def verify_data(public_key: object, data: bytes, signature: bytes, digest: str) 
     return True
 
 
+def signing_input(message: Message) -> bytes:
+    """The bytes an HS_SIGNED credential of ``message`` signs (session counter 0)."""
+    return signed_bytes(replace(message, credential=Credential(SIGNED, b"")), session_counter=0)
+
+
+def with_signature(message: Message, signature: bytes, digest: str = "SHA-256") -> Message:
+    """``message`` with an HS_SIGNED credential carrying ``signature`` (made over
+    ``signing_input(message)``): the two halves of ``sign_message``, for a caller that
+    signs elsewhere (another thread)."""
+    return replace(message, credential=Credential.make(SIGNED, digest, signature))
+
+
 def sign_message(message: Message, key: SiteKey, *, digest: str = "SHA-256") -> Message:
     """The message with an HS_SIGNED credential over its signed bytes."""
     if digest not in _HASHES:
         raise LocalProtocolError(f"digest algorithm {digest!r} is not supported")
-    unsigned = replace(message, credential=Credential(SIGNED, b""))
-    signature = sign_data(key, signed_bytes(unsigned, session_counter=0), digest)
-    return replace(message, credential=Credential.make(SIGNED, digest, signature))
+    return with_signature(message, sign_data(key, signing_input(message), digest), digest)
 
 
 def verify_message(message: Message, public_key: SitePublicKey) -> bool:
@@ -87,3 +110,67 @@ def verify_message(message: Message, public_key: SitePublicKey) -> bool:
         return False
     data = signed_bytes(message, session_counter=cred.signer_index)
     return verify_data(public_key, data, signature, digest)
+
+
+# The first version whose signed bytes carry the request id (negotiate.signed_bytes).
+IDS_SIGNED_FROM = (2, 7)
+_U32_MASK = 0xFFFFFFFF
+
+
+class SignatureMemo:
+    """Signatures made for replies below 2.7, by the bytes they cover with the
+    expiration left out (see the module docstring); at most ``max_entries``, least
+    recently used out first."""
+
+    def __init__(self, max_entries: int = 4096, *, window_s: int = 60):
+        self.max_entries = max_entries
+        self.window_s = window_s
+        self._kept: OrderedDict[bytes, tuple[int, Credential]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    @staticmethod
+    def reusable(message: Message) -> bool:
+        """Whether another request can be answered with this reply's signature."""
+        return not at_least(message.envelope.version, IDS_SIGNED_FROM)
+
+    @staticmethod
+    def _key(message: Message) -> bytes:
+        undated = replace(message, header=replace(message.header, expiration=0), credential=None)
+        return hashlib.sha256(signed_bytes(undated, session_counter=0)).digest()
+
+    def find(self, message: Message, digest: str = "SHA-256") -> Message | None:
+        """``message`` (unsigned, freshly stamped) signed with a kept signature, its
+        expiration the one signed; None when there is none fresh enough."""
+        if not self.reusable(message):
+            return None
+        key = self._key(message)
+        kept = self._kept.get(key)
+        if kept is None:
+            return None
+        expiration, credential = kept
+        if (message.header.expiration - expiration) & _U32_MASK > self.window_s:
+            del self._kept[key]  # too old to reuse: the next signature replaces it
+            return None
+        try:
+            if credential.digest_algorithm != digest:
+                return None
+        except ProtocolError:
+            return None
+        self._kept.move_to_end(key)
+        return replace(
+            message,
+            header=replace(message.header, expiration=expiration),
+            credential=credential,
+        )
+
+    def keep(self, signed: Message) -> None:
+        """Remember ``signed``'s signature for later replies with the same signed bytes."""
+        if signed.credential is None or not self.reusable(signed):
+            return
+        key = self._key(signed)
+        self._kept[key] = (signed.header.expiration, signed.credential)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.max_entries:
+            self._kept.popitem(last=False)

@@ -10,8 +10,10 @@ so two requests with the same shape get the same reply apart from what
 server stamps (its clock + 12 h) and, with RRDG, the digest of this request's header
 and body.
 
-Requests that carry a credential or ask for a certified reply (CERT: the signature
-covers the request id) have no shape: they are answered from scratch every time.
+Requests that carry a credential or ask for a certified reply (CERT) have no shape:
+a signature covers the expiration (and, from 2.7, the request id), which ``fit``
+patches, so they are answered on the full path. There, below 2.7, a signature made for
+the same signed bytes is reused (``protocol.msgsign.SignatureMemo``).
 """
 
 from __future__ import annotations

@@ -301,8 +301,9 @@ def test_dh_session_key_strips_leading_zeros() -> None:
 @pytest.mark.parametrize(
     ("key", "message"),
     [
-        (DHPublicKey(5, (1 << 511) + 1, 2), "512 bits is outside 1024..4096"),
-        (DHPublicKey(5, (1 << 4096) + 1, 2), "4097 bits"),
+        (DHPublicKey(5, (1 << 511) + 1, 2), "512 bits is outside 1024..2048"),
+        (DHPublicKey(5, (1 << 2048) + 1, 2), "2049 bits"),
+        (DHPublicKey(5, (1 << 4095) + 1, 2), "4096 bits"),
         (DHPublicKey(5, -GROUP2_P, 2), "0 bits"),
         (DHPublicKey(5, GROUP2_P, 1), "DH g is outside"),
         (DHPublicKey(5, GROUP2_P, GROUP2_P - 1), "DH g is outside"),

@@ -11,18 +11,23 @@ authenticated session, a request on a connection that logged in (IDIS SDKs), or 
 original request of a challenge once the answer proved who sent it. Without one,
 administration and the reading of non-public values are challenged (RC 402), as the
 reference does.
+
+Replies to certified (CERT) requests are signed by ``node.fronts.native.certify``: off
+the event loop, rationed per source network, errors to unauthenticated callers never
+(see there for which replies are signed and why).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import replace
 
 from node.auth import Authorizer, Denied, Identity
 from node.fronts.native.admin import ADMIN_OPCODES, NativeAdmin, Refused
 from node.fronts.native.auth import AnswerFailed, NativeAuth, Refusal, Unwrapped
+from node.fronts.native.certify import Certifier, SigningRefused, signs
 from node.fronts.native.peer import Peer
 from node.resolution.cache.records import Entry, RecordCache
 from node.resolution.cache.stats import FrontStats
@@ -55,7 +60,6 @@ from protocol.message import (
     decode,
     encode,
 )
-from protocol.msgsign import sign_message
 from protocol.negotiate import build_reply
 from protocol.replycache import ReplyTemplate, resolution_shape
 from protocol.values import HandleValue
@@ -101,6 +105,11 @@ class NativeHandler:
         admin: NativeAdmin | None = None,
         authorizer: Authorizer | None = None,
         recursion: RecursionPolicy | None = None,
+        signed_replies_per_s: float = 50,
+        sign_queue_max: int = 64,
+        rate_limit_exempt_networks: Iterable[str] = ("127.0.0.0/8", "::1/128"),
+        sign_workers: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ):
         self.resolver = resolver
         self.site = site
@@ -116,6 +125,17 @@ class NativeHandler:
         self.cache = cache
         self.replies = cache.reply_map("native") if cache is not None else None
         self.front_stats = {t: FrontStats() for t in ("udp", "tcp")}
+        # Signatures for CERT replies (the site key read at each use: the site may be
+        # replaced once the ports are known).
+        self.certifier = Certifier(
+            lambda: self.site.key,
+            metrics,
+            rate_per_s=signed_replies_per_s,
+            queue_max=sign_queue_max,
+            exempt=rate_limit_exempt_networks,
+            workers=sign_workers,
+            monotonic=monotonic,
+        )
         self.operations: dict[int, Operation] = {
             OpCode.RESOLUTION: self.op_resolution,
             OpCode.GET_SITE_INFO: self.op_site_info,
@@ -132,6 +152,10 @@ class NativeHandler:
             if admin is not None:
                 self.operations |= dict.fromkeys(ADMIN_OPCODES, self.op_admin)
 
+    def close(self) -> None:
+        """Stop the signing threads (at shutdown, once the fronts have drained)."""
+        self.certifier.close()
+
     def may_recurse(self, host: str | None) -> bool:
         return self.recursion is not None and self.recursion.allows(host)
 
@@ -146,32 +170,61 @@ class NativeHandler:
     ) -> Message:
         return build_reply(request, rc, body, now=now, site_serial=self.serial, extra_flags=flags)
 
-    def _reply(
+    async def _reply(
         self,
         u: Unwrapped,
         rc: int,
         body: Body,
         now: float,
+        peer: Peer,
         *,
+        op: str | None = None,
         private: bool = False,
         flags: OpFlag = NO_FLAGS,
     ) -> bytes:
         message = self._message(u.request, rc, body, now, flags)
+        return await self._send(message, u, now, peer, op=op, private=private)
+
+    async def _send(
+        self,
+        message: Message,
+        u: Unwrapped,
+        now: float,
+        peer: Peer,
+        *,
+        op: str | None = None,
+        private: bool = False,
+    ) -> bytes:
+        """The reply's bytes: signed or MACed as CERT asks (and allowed), encrypted as the
+        session asks. ``op``: count the request under this operation, with the response
+        code actually sent (RC 3 when no signature could be made)."""
+        request = u.request
+        rc = message.header.response_code
+        if OpFlag.CERT in request.header.flags and not _maced(u):
+            authenticated = u.identity is not None
+            if signs(rc, authenticated):
+                if self.auth is not None and OpFlag.ENCR in request.header.flags:
+                    message = _flagged(message, OpFlag.ENCR)  # as finish does, before signing
+                try:
+                    message = await self.certifier.sign(
+                        message, _host(peer), rationed=not authenticated
+                    )
+                except SigningRefused as exc:
+                    rc = ResponseCode.SERVER_TOO_BUSY
+                    message = self._message(request, rc, ErrorReply(exc.message), now)
+            else:
+                self.certifier.unsigned()
+            u = _uncertified(u)  # signed here, or not at all: finish must not sign it again
+        if op is not None:
+            self._count(peer, op, rc)
         if self.auth is not None:
             return self.auth.finish(message, u, private=private)
-        return self._plain(message, u.request)
-
-    def _plain(self, message: Message, request: Message) -> bytes:
-        if OpFlag.CERT in request.header.flags:
-            # The client asked for a certified reply: sign it with the HS_SITE key.
-            flagged = replace(
-                message, header=replace(message.header, flags=message.header.flags | OpFlag.CERT)
-            )
-            return encode(sign_message(flagged, self.site.key))
         return encode(message)
 
-    def _error(self, u: Unwrapped, rc: int, message: str, now: float) -> bytes:
-        return self._reply(u, rc, ErrorReply(message), now)
+    async def _error(
+        self, u: Unwrapped, rc: int, message: str, now: float, peer: Peer, *, op: str | None = None
+    ) -> bytes:
+        return await self._reply(u, rc, ErrorReply(message), now, peer, op=op)
 
     # -- the entry point -------------------------------------------------------------------
 
@@ -200,51 +253,59 @@ class NativeHandler:
         u = Unwrapped(request, None, None, encrypted)
         if not request.is_request:
             self.metrics.malformed.labels(peer.transport).inc()
-            return self._error(u, ResponseCode.PROTOCOL_ERROR, "expected a request", now)
+            return await self._error(
+                u, ResponseCode.PROTOCOL_ERROR, "expected a request", now, peer
+            )
         try:
             if self.auth is not None:
                 u = self.auth.unwrap(request, peer, encrypted)
             operation = self.operations.get(request.header.opcode)
             if operation is None:
-                reply: Reply = self._error(
+                reply: Reply = await self._error(
                     u,
                     ResponseCode.OPERATION_NOT_SUPPORTED,
                     f"operation {request.header.opcode} is not supported",
                     now,
+                    peer,
                 )
             else:
                 reply = await operation(u, data, peer, now, u.identity)
         except Refusal as exc:
             self.metrics.auth_failures.labels("native", exc.reason).inc()
-            reply = self._error(u, exc.response_code, exc.message, now)
+            reply = await self._error(u, exc.response_code, exc.message, now, peer)
         except ProtocolError as exc:
-            reply = self._error(u, exc.response_code, exc.message, now)
+            reply = await self._error(u, exc.response_code, exc.message, now, peer)
         except DatabaseUnavailable as exc:
             # Nothing cached to fall back on: "too busy" tells the client to retry later.
             log.warning("native %s: %s", op, exc)
             self.metrics.registry_errors.labels(op).inc()
-            reply = self._error(
-                u, ResponseCode.SERVER_TOO_BUSY, "the registry is unavailable; retry later", now
+            reply = await self._error(
+                u,
+                ResponseCode.SERVER_TOO_BUSY,
+                "the registry is unavailable; retry later",
+                now,
+                peer,
             )
         except Exception:
             log.exception("native %s request failed", op)
             self.metrics.registry_errors.labels(op).inc()
-            reply = self._error(u, ResponseCode.ERROR, "internal server error", now)
+            reply = await self._error(u, ResponseCode.ERROR, "internal server error", now, peer)
         self.metrics.latency.labels(peer.transport, op).observe(time.perf_counter() - started)
         return reply
 
     def _malformed_reply(self, exc: MalformedMessage, now: float) -> bytes:
+        """An error to a request we could not read: never signed (certify)."""
         opcode = exc.header.opcode if exc.header else 0
         # Echo the readable flags, but send no digest of a request we could not read.
         flags = (exc.header.flags if exc.header else OpFlag(0)) & ~OpFlag.RRDG
+        if OpFlag.CERT in flags:
+            self.certifier.unsigned()
         request = Message(exc.envelope, Header(opcode, flags=flags), ErrorReply())
-        return self._plain(
-            self._message(request, exc.response_code, ErrorReply(exc.message), now), request
-        )
+        return encode(self._message(request, exc.response_code, ErrorReply(exc.message), now))
 
     def _envelope_reply(self, envelope: Envelope, rc: int, message: str, now: float) -> bytes:
         request = Message(envelope, Header(0), ErrorReply())
-        return self._plain(self._message(request, rc, ErrorReply(message), now), request)
+        return encode(self._message(request, rc, ErrorReply(message), now))
 
     def _count(self, peer: Peer, op: str, rc: int) -> None:
         self.metrics.requests.labels(peer.transport, op, str(int(rc))).inc()
@@ -291,8 +352,9 @@ class NativeHandler:
                     try:
                         readable = await self._readable(identity, body.handle, values)
                     except Denied as exc:
-                        self._count(peer, "resolution", exc.response_code)
-                        return self._error(u, exc.response_code, exc.message, now)
+                        return await self._error(
+                            u, exc.response_code, exc.message, now, peer, op="resolution"
+                        )
                     private = any(not v.public_read for v in readable)
                     values = tuple(readable)
                     entry = None  # answered for one identity: never kept
@@ -306,8 +368,7 @@ class NativeHandler:
                 reply = ErrorReply()  # the reference says nothing more on RC 100 / 200
             case _:
                 reply = ErrorReply(result.message)
-        self._count(peer, "resolution", rc)
-        encoded = self._reply(u, rc, reply, now, private=private)
+        encoded = await self._reply(u, rc, reply, now, peer, op="resolution", private=private)
         if (
             entry is not None
             and identity is None
@@ -355,8 +416,9 @@ class NativeHandler:
     async def op_site_info(
         self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
     ) -> Reply:
-        self._count(peer, "get_site_info", ResponseCode.SUCCESS)
-        return self._reply(u, ResponseCode.SUCCESS, SiteInfoReply(self.site.info), now)
+        return await self._reply(
+            u, ResponseCode.SUCCESS, SiteInfoReply(self.site.info), now, peer, op="get_site_info"
+        )
 
     # -- authentication ---------------------------------------------------------------------
 
@@ -365,13 +427,16 @@ class NativeHandler:
         logging_in = u.request.header.opcode == OpCode.LOGIN_ID_SYSTEM
         if not logging_in and peer.conn is not None and peer.conn.logged_in_once:
             # An IDIS connection whose login expired: the SDK logs in again on 407.
-            self._count(peer, _op_name(u.request.header.opcode), ResponseCode.LOGIN_AGAIN)
-            return self._error(
-                u, ResponseCode.LOGIN_AGAIN, "the login of this connection expired", now
+            return await self._error(
+                u,
+                ResponseCode.LOGIN_AGAIN,
+                "the login of this connection expired",
+                now,
+                peer,
+                op=_op_name(u.request.header.opcode),
             )
-        self._count(peer, _op_name(u.request.header.opcode), ResponseCode.AUTHENTICATION_NEEDED)
         reply = self.auth.challenge(u, peer, now)
-        return self.auth.finish(reply, u)
+        return await self._send(reply, u, now, peer, op=_op_name(u.request.header.opcode))
 
     async def op_answer(
         self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
@@ -383,8 +448,14 @@ class NativeHandler:
             # Not proven: RC 403 to the original request (admin capture #11).
             original = self._as_answered(exc.challenge.request, u.request)
             self.metrics.auth_failures.labels("native", exc.reason).inc()
-            self._count(peer, _op_name(original.header.opcode), exc.response_code)
-            return self._error(replace(u, request=original), exc.response_code, "", now)
+            return await self._error(
+                replace(u, request=original),
+                exc.response_code,
+                "",
+                now,
+                peer,
+                op=_op_name(original.header.opcode),
+            )
         # The original request, run as the identity the answer proved; its reply takes
         # the answer's request id and the original's session id (admin capture #1).
         original = self._as_answered(challenge.request, u.request)
@@ -393,8 +464,9 @@ class NativeHandler:
             original, session if original.credential else None, proven, u.encrypted
         )
         if original.header.opcode == OpCode.LOGIN_ID_SYSTEM:
-            self._count(peer, "login_id_system", ResponseCode.SUCCESS)
-            return self._reply(answered, ResponseCode.SUCCESS, EmptyReply(), now)
+            return await self._reply(
+                answered, ResponseCode.SUCCESS, EmptyReply(), now, peer, op="login_id_system"
+            )
         operation = self.operations[original.header.opcode]
         return await operation(answered, data, peer, now, proven)
 
@@ -414,20 +486,35 @@ class NativeHandler:
             body.handle, body.index, body.nonce, body.digest, body.response
         )
         if valid is None:
-            self._count(peer, "verify_response", ResponseCode.HANDLE_NOT_FOUND)
-            return self._error(
+            return await self._error(
                 u,
                 ResponseCode.HANDLE_NOT_FOUND,
                 f"{body.index}:{body.handle} is not held here",
                 now,
+                peer,
+                op="verify_response",
             )
-        self._count(peer, "verify_response", ResponseCode.SUCCESS)
-        return self._reply(u, ResponseCode.SUCCESS, VerifyChallengeReply(valid), now)
+        return await self._reply(
+            u, ResponseCode.SUCCESS, VerifyChallengeReply(valid), now, peer, op="verify_response"
+        )
 
     async def op_session_setup(
         self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
     ) -> Reply:
         assert self.auth is not None
+        try:
+            # Its reply is signed (in the event loop, by NativeAuth.setup, after two
+            # modular exponentiations): it takes from the same ration.
+            self.certifier.ration(_host(peer))
+        except SigningRefused as exc:
+            return await self._error(
+                _uncertified(u),
+                ResponseCode.SERVER_TOO_BUSY,
+                exc.message,
+                now,
+                peer,
+                op="session_setup",
+            )
         reply = self.auth.setup(u.request, now)
         self._count(peer, "session_setup", ResponseCode.SUCCESS)
         return encode(reply)
@@ -437,24 +524,30 @@ class NativeHandler:
     ) -> Reply:
         assert self.auth is not None
         self.auth.terminate(u)
-        self._count(peer, "session_terminate", ResponseCode.SUCCESS)
         # The session is gone: a certified reply is signed, not MACed (admin capture #8).
-        return self._reply(replace(u, session=None), ResponseCode.SUCCESS, EmptyReply(), now)
+        return await self._reply(
+            replace(u, session=None),
+            ResponseCode.SUCCESS,
+            EmptyReply(),
+            now,
+            peer,
+            op="session_terminate",
+        )
 
     async def op_login(
         self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
     ) -> Reply:
         assert self.auth is not None
         await self.auth.login(u.request, peer)
-        self._count(peer, "login", ResponseCode.SUCCESS)
-        return self._reply(u, ResponseCode.SUCCESS, EmptyReply(), now)
+        return await self._reply(u, ResponseCode.SUCCESS, EmptyReply(), now, peer, op="login")
 
     async def op_login_id_system(
         self, u: Unwrapped, data: bytes, peer: Peer, now: float, identity: Identity | None
     ) -> Reply:
         if identity is not None:  # this connection is logged in already: no challenge
-            self._count(peer, "login_id_system", ResponseCode.SUCCESS)
-            return self._reply(u, ResponseCode.SUCCESS, EmptyReply(), now)
+            return await self._reply(
+                u, ResponseCode.SUCCESS, EmptyReply(), now, peer, op="login_id_system"
+            )
         return await self._challenge(u, peer, now)
 
     # -- administration -------------------------------------------------------------------------
@@ -467,9 +560,13 @@ class NativeHandler:
         op = _op_name(request.header.opcode)
         if peer.transport != "tcp":
             # The site record names TCP as the only native admin interface.
-            self._count(peer, op, ResponseCode.OPERATION_NOT_SUPPORTED)
-            return self._error(
-                u, ResponseCode.OPERATION_NOT_SUPPORTED, "administration is served over TCP", now
+            return await self._error(
+                u,
+                ResponseCode.OPERATION_NOT_SUPPORTED,
+                "administration is served over TCP",
+                now,
+                peer,
+                op=op,
             )
         try:
             await self.admin.precheck(request)
@@ -477,16 +574,35 @@ class NativeHandler:
                 return await self._challenge(u, peer, now)
             parts = await self.admin.run(request, identity)
         except Refused as exc:
-            self._count(peer, op, exc.response_code)
-            return self._error(u, exc.response_code, exc.message, now)
+            return await self._error(u, exc.response_code, exc.message, now, peer, op=op)
         self._count(peer, op, ResponseCode.SUCCESS)
         return [
-            self._reply(
+            await self._reply(
                 u,
                 ResponseCode.SUCCESS,
                 part.body,
                 now,
+                peer,
                 flags=OpFlag.CONT if part.more else NO_FLAGS,
             )
             for part in parts
         ]
+
+
+def _maced(u: Unwrapped) -> bool:
+    """Whether ``NativeAuth.finish`` MACs this request's CERT reply (in a session, the
+    request MACed) rather than signing it."""
+    return u.session is not None and u.request.credential is not None
+
+
+def _flagged(message: Message, flag: OpFlag) -> Message:
+    return replace(message, header=replace(message.header, flags=message.header.flags | flag))
+
+
+def _uncertified(u: Unwrapped) -> Unwrapped:
+    """``u`` as if it had not asked for CERT, so that ``NativeAuth.finish`` leaves the
+    credential as it is (what it does with ENCR and encryption is unchanged)."""
+    header = u.request.header
+    return replace(
+        u, request=replace(u.request, header=replace(header, flags=header.flags & ~OpFlag.CERT))
+    )

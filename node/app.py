@@ -19,11 +19,11 @@ from prometheus_client import CollectorRegistry
 from node import __version__
 from node.auth import (
     AuthChain,
+    AuthGate,
     Authorizer,
     BasicScheme,
     ChallengeVerifier,
     ClientCertScheme,
-    FailureLimiter,
     SecretKeyVerifier,
     SessionScheme,
     SessionStore,
@@ -37,7 +37,7 @@ from node.client.tree import UpstreamUnavailable
 from node.demo.seed import seed_demo
 from node.docking.service import DockingService
 from node.errors import PortUnavailable
-from node.fronts.health import health_app
+from node.fronts.health import health_app, read_metrics_token
 from node.fronts.http import HttpServices, http_app
 from node.fronts.http.app import Extension
 from node.fronts.http.batches import batch_routes
@@ -67,10 +67,13 @@ from node.resolution.outcomes import Found
 from node.resolution.prefixes import PrefixRefresher, ServedPrefixes
 from node.resolution.resolver import Resolver
 from node.resolution.site import Site, site_address
+from node.runtime.conns import ConnectionGate, FdBudget, raise_open_files_limit
 from node.runtime.database import Database, node_database
-from node.runtime.listen import tcp_listener
+from node.runtime.httpserve import serve_http
+from node.runtime.listen import Acceptor, tcp_listener
 from node.runtime.loop import tune_gc
 from node.runtime.metrics import NodeMetrics
+from node.runtime.sources import peer_keys
 from node.runtime.tls import server_ssl_context
 from node.secrets.vault import SecretVault, open_vault
 from node.settings import Settings
@@ -91,10 +94,6 @@ MD5_FORMS = frozenset({SeckeyForm.MD5_OLD, SeckeyForm.MD5})
 
 log = logging.getLogger("idnode.node")
 T = TypeVar("T")
-
-
-def _bound_port(runner: web.AppRunner) -> int:
-    return int(runner.addresses[0][1])
 
 
 async def _bind(what: str, host: str, port: int, start: Callable[[], Awaitable[T]]) -> T:
@@ -125,10 +124,17 @@ class Node:
         self.clock = clock
         self.monotonic = monotonic  # rate-limit windows and caches; tests step it
         self.metrics = NodeMetrics(CollectorRegistry(), __version__, settings.role)
-        # Failed authentications per client address, counted across the HTTP and native
-        # fronts alike: an address cannot double its guesses by switching protocol.
-        self.auth_limiter = FailureLimiter(
-            settings.http_auth_max_failures, settings.http_auth_failure_window_s
+        # Failed authentications per client network and per identity, counted across the
+        # HTTP and native fronts alike (a client cannot double its guesses by switching
+        # protocol), and the worker threads every costly check runs in (node.auth.gate).
+        self.auth_limiter = AuthGate(
+            max_failures=settings.http_auth_max_failures,
+            identity_max_failures=settings.auth_identity_max_failures,
+            window_s=settings.http_auth_failure_window_s,
+            queue_max=settings.auth_checks_queue_max,
+            trusted_proxies=settings.http_trusted_proxies,
+            metrics=self.metrics,
+            monotonic=monotonic,
         )
         self._stack = AsyncExitStack()
         self.db: Database | None = None
@@ -140,6 +146,7 @@ class Node:
         self.handle_port: int | None = None
         self.site: Site | None = None
         self.native: NativeServer | None = None
+        self.fd_budget: FdBudget | None = None  # set at start, once the open-files limit is raised
         self.writes: WriteService | None = None
         self.vault: SecretVault | None = None
         self.authorizer: Authorizer | None = None
@@ -164,7 +171,11 @@ class Node:
         ssl_context = server_ssl_context(s)  # bad TLS files stop us before anything starts
         try:
             self.db = await self._stack.enter_async_context(node_database(s))
-            self.resolver = Resolver(self.db.registry, ServedPrefixes(s.prefixes))
+            self.resolver = Resolver(
+                self.db.registry,
+                ServedPrefixes(s.prefixes),
+                client_timeout_s=s.resolve_client_timeout_s,
+            )
             await self._start_listener(self.db.dsn)  # before any read: no change missed
             if s.sign_records:
                 # Key files are decrypted once here (blocking), never per write.
@@ -194,20 +205,35 @@ class Node:
             await self.resolver.refresh_prefixes()
             if s.upstream or s.role == "top-level":
                 self._start_forwarding(await asyncio.to_thread(self._trust_roots))
+            before, limit = raise_open_files_limit()
+            raised = f" (raised from {before})" if limit != before else ""
+            log.info("open files limit %d%s; fd_reserve %d", limit, raised, s.fd_reserve)
+            self.fd_budget = FdBudget(s.fd_reserve)  # shared by the HTTP and native TCP gates
+            token_file = s.metrics_token_file
+            token = read_metrics_token(token_file) if token_file is not None else None
             runner = web.AppRunner(
-                health_app(self.db.registry, self.metrics, s.db_timeout_s), access_log=None
+                health_app(self.db.registry, self.metrics, s.db_timeout_s, metrics_token=token)
             )
             await runner.setup()
             self._stack.push_async_callback(runner.cleanup)
 
             # With workers (node.serving) a replacement binds its predecessor's admin
             # port while that one still drains: SO_REUSEPORT lets both hold it for that moment.
-            async def start_admin() -> None:
-                sock = tcp_listener(s.bind, s.admin_port, reuse_port=s.workers > 1)
-                await web.SockSite(runner, sock).start()
+            # Not gated: probes and scrapes get through while clients are refused.
+            async def start_admin() -> Acceptor:
+                sock = tcp_listener(s.admin_bind, s.admin_port, reuse_port=s.workers > 1)
+                return await serve_http(
+                    runner,
+                    sock,
+                    "admin",
+                    self.metrics,
+                    header_timeout_s=s.http_header_timeout_s,
+                    keepalive_timeout_s=s.http_keepalive_timeout_s,
+                )
 
-            await _bind("admin", s.bind, s.admin_port, start_admin)
-            self.admin_port = _bound_port(runner)
+            admin = await _bind("admin", s.admin_bind, s.admin_port, start_admin)
+            self._stack.callback(admin.close)  # before runner.cleanup (last in, first out)
+            self.admin_port = admin.port
             # HTTP first, so the site info the native front publishes names its port.
             await self._start_http(ssl_context)
             await self._start_native()
@@ -221,7 +247,7 @@ class Node:
             "idnode %s ready: role=%s admin=%s:%d handle=%d http=%d database=%s",
             __version__,
             s.role,
-            s.bind,
+            s.admin_bind,
             self.admin_port,
             self.handle_port,
             self.http_port,
@@ -359,9 +385,16 @@ class Node:
             admin=self._native_admin(),
             authorizer=self.authorizer,
             recursion=self.recursion,
+            signed_replies_per_s=s.native_signed_replies_per_s,
+            sign_queue_max=s.native_sign_queue_max,
+            rate_limit_exempt_networks=s.rate_limit_exempt_networks,
+            monotonic=self.monotonic,
         )
         self.handler = handler
-        native = NativeServer(handler, self.metrics, s, reuse_port=s.workers > 1)
+        self._stack.callback(handler.close)  # pushed before native.stop: runs after it
+        native = NativeServer(
+            handler, self.metrics, s, reuse_port=s.workers > 1, fds=self.fd_budget
+        )
         self.handle_port = await _bind(
             "native Handle (UDP and TCP)",
             s.bind,
@@ -407,30 +440,40 @@ class Node:
         s = self.settings
         assert self.db is not None and self.vault is not None and self.resolver is not None
         forms = None if s.native_accept_md5 else frozenset(SeckeyForm) - MD5_FORMS
+        home = HomeServerCheck(
+            self.resolver, timeout_s=s.native_home_verify_timeout_s, clock=self.clock
+        )
         checker = AnswerChecker(
             self.db.registry,
             self.vault,
+            self.auth_limiter,
             seckey_forms=forms,
             max_pbkdf2_iterations=s.native_max_pbkdf2_iterations,
-            remote=HomeServerCheck(
-                self.resolver, timeout_s=s.native_home_verify_timeout_s, clock=self.clock
-            ),
+            max_keys_tried=s.auth_max_keys_tried,
+            remote=home,
+            held_here=home.held_here,
         )
         sessions = NativeSessions(
             max_sessions=s.native_sessions_max,
             max_lifetime_s=s.native_session_lifetime_s,
             idle_timeout_s=s.native_session_idle_timeout_s,
         )
-        self.native_auth = NativeAuth(
+        secrets = SecretKeyVerifier(
             self.db.registry,
             self.vault,
+            self.auth_limiter,
+            monotonic=self.monotonic,
+            max_keys_tried=s.auth_max_keys_tried,
+        )
+        self.native_auth = NativeAuth(
             checker,
+            secrets,
+            self.auth_limiter,
             site,
             challenge_timeout_s=s.native_auth_timeout_s,
             sessions=sessions,
             login_lifetime_s=s.native_login_lifetime_s,
             monotonic=self.monotonic,
-            limiter=self.auth_limiter,
             rate_limited=self.metrics.auth_rate_limited.labels("native").inc,
         )
         return self.native_auth
@@ -447,15 +490,31 @@ class Node:
         assert self.db is not None and self.resolver is not None and self.writes is not None
         registry = self.db.registry
         assert self.vault is not None
-        verifier = SecretKeyVerifier(registry, self.vault, monotonic=self.monotonic)
-        self.sessions = SessionStore(s.http_sessions_max, s.http_session_idle_timeout_s)
+        verifier = SecretKeyVerifier(
+            registry,
+            self.vault,
+            self.auth_limiter,
+            monotonic=self.monotonic,
+            max_keys_tried=s.auth_max_keys_tried,
+        )
+        self.sessions = SessionStore(
+            s.http_sessions_max,
+            s.http_session_idle_timeout_s,
+            exempt=s.rate_limit_exempt_networks,
+        )
         bearer = BearerScheme(self.vault, self.clock)
         chain = AuthChain(
             [
                 BasicScheme(verifier),
                 bearer,
                 ClientCertScheme(registry, enabled=s.tls_client_ca_file is not None),
-                SessionScheme(self.sessions, ChallengeVerifier(registry), monotonic=self.monotonic),
+                SessionScheme(
+                    self.sessions,
+                    ChallengeVerifier(
+                        registry, self.auth_limiter, max_keys_tried=s.auth_max_keys_tried
+                    ),
+                    monotonic=self.monotonic,
+                ),
             ],
             self.auth_limiter,
             self.metrics,
@@ -492,20 +551,37 @@ class Node:
             page_routes,  # catch-all: last
         ]
         runner = web.AppRunner(
-            http_app(self.http, extensions=extensions),
-            access_log=None,  # per-request logging costs throughput; metrics count requests
-            shutdown_timeout=s.shutdown_timeout_s,
+            http_app(self.http, extensions=extensions), shutdown_timeout=s.shutdown_timeout_s
         )
         await runner.setup()
         self._stack.push_async_callback(runner.cleanup)
+        assert self.fd_budget is not None
+        gate = ConnectionGate(
+            "http",
+            self.metrics,
+            max_connections=s.http_max_connections,
+            per_source=s.http_max_connections_per_source,
+            keys=peer_keys(s.rate_limit_exempt_networks),
+            fds=self.fd_budget,
+        )
 
-        async def start_http() -> None:
+        async def start_http() -> Acceptor:
             # The workers of one node share the port (node.serving): SO_REUSEPORT.
             sock = tcp_listener(s.bind, s.http_port, reuse_port=s.workers > 1)
-            await web.SockSite(runner, sock, ssl_context=ssl_context).start()
+            return await serve_http(
+                runner,
+                sock,
+                "http",
+                self.metrics,
+                header_timeout_s=s.http_header_timeout_s,
+                keepalive_timeout_s=s.http_keepalive_timeout_s,
+                gate=gate,
+                ssl_context=ssl_context,
+            )
 
-        await _bind("HTTP", s.bind, s.http_port, start_http)
-        self.http_port = _bound_port(runner)
+        acceptor = await _bind("HTTP", s.bind, s.http_port, start_http)
+        self._stack.callback(acceptor.close)  # before runner.cleanup (last in, first out)
+        self.http_port = acceptor.port
         if ssl_context is not None:
             log.info(
                 "HTTP API on port %d serves HTTPS only (TLS 1.2+); client certificates: %s",
@@ -532,11 +608,21 @@ async def serve(
     SIGHUP re-reads the signing keys (after ``idnode keys rotate``) without stopping
     resolution. ``on_ready`` runs once the node serves (a worker reports its ports)."""
     node = Node(settings, clock=clock)
-    await node.start()
-    tune_gc()
     if stop is None:
         stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Before start: a SIGTERM that arrives while starting (after "ready" is logged, or
+    # while the embedded PostgreSQL comes up) stops the node cleanly once it has started,
+    # instead of killing it and leaving its PostgreSQL behind.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+    except BaseException:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        raise
+    tune_gc()
     reloads: set[asyncio.Task[None]] = set()
 
     def reload_keys() -> None:
@@ -544,8 +630,6 @@ async def serve(
         reloads.add(task)
         task.add_done_callback(reloads.discard)
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload_keys)
     try:
         if on_ready is not None:

@@ -480,7 +480,8 @@ class Settings:
     http_header_timeout_s: float = _setting(
         _positive_float,
         "Time a client has to send a request's line and headers, from connecting or from the "
-        "end of its previous request, in seconds (slow-header clients are disconnected).",
+        "first byte of a later request, in seconds (slow-header clients are disconnected, "
+        "with a 408 if they sent part of one); it bounds the TLS handshake too.",
         10.0,
     )
     http_keepalive_timeout_s: float = _setting(
@@ -657,7 +658,9 @@ class Settings:
     )
     cache_stale_recheck_s: float = _setting(
         _positive_float,
-        "While serving stale, the registry is retried at most this often, in seconds.",
+        "While the registry is unreachable (down, or slower than resolve_client_timeout_s), "
+        "a record served stale is refreshed in the background at most this often, in "
+        "seconds; the registry is read one read at a time meanwhile.",
         5.0,
     )
     workers: int = _setting(
@@ -671,7 +674,10 @@ class Settings:
     db_pool_min: int = _setting(_positive_int, "Minimum registry connections.", 2)
     db_pool_max: int = _setting(_positive_int, "Maximum registry connections.", 10)
     db_timeout_s: float = _setting(
-        _positive_float, "Deadline for one registry query, in seconds.", 5.0
+        _positive_float,
+        "Deadline for one registry query, in seconds; also how often the invalidation "
+        "listener pings its connection (a hung server is noticed within twice this).",
+        5.0,
     )
     shutdown_timeout_s: float = _setting(
         _positive_float, "Time allowed for in-flight requests at shutdown, in seconds.", 10.0

@@ -65,6 +65,35 @@ class NodeMetrics:
         self.registry_errors = Counter(
             "idnode_registry_errors", "Registry operations that failed", ["op"], registry=registry
         )
+        # Connections (node.runtime.conns, node.runtime.listen, node.runtime.httpserve).
+        self.connections_open = Gauge(
+            "idnode_connections_open",
+            "Client connections open, by front",
+            ["front"],
+            registry=registry,
+        )
+        self.connections_refused = Counter(
+            "idnode_connections_refused",
+            "Connections closed on arrival, by front and reason (too_many_connections, "
+            "too_many_from_source, fd_reserve)",
+            ["front", "reason"],
+            registry=registry,
+        )
+        self.connections_timed_out = Counter(
+            "idnode_connections_timed_out",
+            "Connections closed because the client was too slow, by front and reason "
+            "(header_timeout: request line and headers not sent in time; write_timeout: "
+            "replies not read)",
+            ["front", "reason"],
+            registry=registry,
+        )
+        self.accept_errors = Counter(
+            "idnode_accept_errors",
+            "Connections the kernel could not hand over, by front and error (EMFILE, ENFILE: "
+            "out of file descriptors)",
+            ["front", "error"],
+            registry=registry,
+        )
         self.writes = Counter(
             "idnode_handle_writes",
             "Committed handle writes",
@@ -84,8 +113,37 @@ class NodeMetrics:
         self._timed: dict[tuple[str, str], Callable[[float], None]] = {}
         self.auth_rate_limited = Counter(
             "idnode_auth_rate_limited",
-            "Requests refused because their address failed authentication too often",
+            "Requests refused because their client, or the identity they name, failed "
+            "authentication too often",
             ["front"],
+            registry=registry,
+        )
+        # Costly authentication checks (node.auth.gate) and REST sessions.
+        self.auth_checks = Counter(
+            "idnode_auth_checks",
+            "Password and key checks run in the authentication worker threads (run), or "
+            "refused because auth_checks_queue_max checks were waiting (busy)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.auth_checks_waiting = Gauge(
+            "idnode_auth_checks_waiting",
+            "Password and key checks waiting for an authentication worker thread",
+            registry=registry,
+        )
+        self.auth_keys_skipped = Counter(
+            "idnode_auth_keys_skipped",
+            "Stored HS_SECKEY / HS_PUBKEY values an authentication did not try, by reason: "
+            "cost (over the node's bounds), unreadable, cap (past auth_max_keys_tried), "
+            "budget (the attempt's time budget was spent)",
+            ["reason"],
+            registry=registry,
+        )
+        self.http_sessions_refused = Counter(
+            "idnode_http_sessions_refused",
+            "POST /api/sessions refused: per_source (the client holds its share of "
+            "unauthenticated sessions) or full (every session is authenticated)",
+            ["reason"],
             registry=registry,
         )
         # Forwarding (node.resolution.forward) and docking (node.docking).
@@ -129,6 +187,34 @@ class NodeMetrics:
         self.docking_outbox = Gauge(
             "idnode_docking_outbox_depth",
             "Docking operations waiting to be acknowledged by the top-level node",
+            registry=registry,
+        )
+        # Certified native replies (node.fronts.native.certify).
+        self.signed_replies = Counter(
+            "idnode_native_signed_replies",
+            "Replies to certified (CERT) native requests, by outcome: signed (by the signing "
+            "threads), reused (a signature kept for the same signed bytes), unsigned (an error "
+            "to an unauthenticated caller), rate_limited and queue_full (RC 3, unsigned)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.sign_queue = Gauge(
+            "idnode_native_sign_queue",
+            "Replies waiting for or being signed by the signing threads",
+            registry=registry,
+        )
+        # The native UDP front's limits (node.fronts.native.udp).
+        self.udp_too_large = Counter(
+            "idnode_udp_replies_too_large",
+            "UDP replies over udp_max_reply_bytes, sent instead as one small RC 2 asking the "
+            "client to retry over TCP",
+            registry=registry,
+        )
+        self.replies_rate_limited = Counter(
+            "idnode_replies_rate_limited",
+            "Replies over their source network's rate limit, by front and what was done "
+            "instead: dropped, or slipped (sent as one small RC 2 asking for TCP)",
+            ["front", "action"],
             registry=registry,
         )
 

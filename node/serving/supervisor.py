@@ -133,28 +133,33 @@ def claim_ports(settings: Settings) -> Ports:
     family = socket.AF_INET6 if ":" in s.bind else socket.AF_INET
     with ExitStack() as held:
 
-        def probe(kind: socket.SocketKind, port: int, what: str) -> int:
-            sock = held.enter_context(socket.socket(family, kind))
+        def probe(kind: socket.SocketKind, port: int, what: str, host: str = s.bind) -> int:
+            # The admin ports listen on admin_bind, the others on bind.
+            host_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            sock = held.enter_context(socket.socket(host_family, kind))
             if kind == socket.SOCK_STREAM and port:
                 # A leftover TIME_WAIT connection is not a listener: do not count it. (Not
                 # for port 0: the kernel may then hand out a port another probe holds.)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                sock.bind((s.bind, port))
+                sock.bind((host, port))
             except OSError as exc:
                 if port == 0 or exc.errno != errno.EADDRINUSE:
-                    raise SupervisorError(
-                        f"cannot bind {what} on {s.bind}: {exc.strerror}"
-                    ) from None
+                    raise SupervisorError(f"cannot bind {what} on {host}: {exc.strerror}") from None
                 raise SupervisorError(
-                    f"{what} port {port} on {s.bind} is in use by another process"
+                    f"{what} port {port} on {host} is in use by another process"
                 ) from None
             return int(sock.getsockname()[1])
 
         handle = _handle_port(s, family, probe)
         http = probe(socket.SOCK_STREAM, s.http_port, "HTTP")
         admin = tuple(
-            probe(socket.SOCK_STREAM, s.admin_port + i if s.admin_port else 0, f"worker {i} admin")
+            probe(
+                socket.SOCK_STREAM,
+                s.admin_port + i if s.admin_port else 0,
+                f"worker {i} admin",
+                s.admin_bind,
+            )
             for i in range(s.workers)
         )
     # Checked apart: two probes with SO_REUSEADDR may share a port nobody listens on yet.
@@ -271,7 +276,7 @@ class Supervisor:
                     "idnode %s ready: role=%s admin=%s:%d handle=%d http=%d database=%s workers=%d",
                     __version__,
                     s.role,
-                    s.bind,
+                    s.admin_bind,
                     ports.admin[0],
                     ports.handle,
                     ports.http,

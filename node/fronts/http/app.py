@@ -20,6 +20,7 @@ from node.fronts.http.listing import list_handles, list_prefixes
 from node.fronts.http.openapi import openapi_bytes
 from node.fronts.http.reply import CORS_HEADERS, PREFLIGHT_HEADERS, RC_KEY, Style, error_reply
 from node.fronts.http.services import SERVICES_KEY, HttpServices
+from node.runtime.httpserve import guard_app
 from protocol.codes import ResponseCode as RC
 from registry.errors import DatabaseUnavailable
 
@@ -90,6 +91,7 @@ def http_app(services: HttpServices, *, extensions: Sequence[Extension] = ()) ->
     app = web.Application(
         client_max_size=services.settings.http_max_body_bytes, middlewares=[api_middleware]
     )
+    guard_app(app)  # header deadline, Server header (node.runtime.httpserve)
     app[SERVICES_KEY] = services
     r = app.router
     r.add_get("/api/openapi.json", openapi, name="openapi")

@@ -14,10 +14,10 @@ import socket
 from node.fronts.native.handler import NativeHandler
 from node.fronts.native.tcp import TcpFront
 from node.fronts.native.udp import UdpFront
-from node.runtime.listen import tcp_listener
+from node.runtime.conns import FdBudget
+from node.runtime.listen import Acceptor, tcp_listener
 from node.runtime.metrics import NodeMetrics
 from node.settings import Settings
-from protocol.message import ENVELOPE_BYTES, MAX_MESSAGE_BYTES
 
 log = logging.getLogger("idnode.native")
 # Tries to find, for port 0, a port number free for both UDP and TCP.
@@ -38,11 +38,12 @@ class NativeServer:
         settings: Settings,
         *,
         reuse_port: bool = False,
+        fds: FdBudget | None = None,
     ):
         self.udp = UdpFront(handler, metrics, settings)
-        self.tcp = TcpFront(handler, metrics, settings)
+        self.tcp = TcpFront(handler, metrics, settings, fds=fds)
         self._udp_transport: asyncio.DatagramTransport | None = None
-        self._tcp_server: asyncio.Server | None = None
+        self._tcp_server: Acceptor | None = None
         self._reuse_port = reuse_port
         self.port = 0
 
@@ -74,10 +75,8 @@ class NativeServer:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         try:
-            self._tcp_server = await asyncio.start_server(
-                self.tcp.serve_connection,
-                sock=tcp_listener(host, bound, reuse_port=self._reuse_port),
-                limit=MAX_MESSAGE_BYTES + ENVELOPE_BYTES,
+            self._tcp_server = self.tcp.listen(
+                tcp_listener(host, bound, reuse_port=self._reuse_port)
             )
         except OSError as exc:
             transport.close()  # the caller never gets to stop() a half-started server

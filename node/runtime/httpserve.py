@@ -1,0 +1,237 @@
+"""Serving an aiohttp application from an ``Acceptor`` (node.runtime.listen), with what
+aiohttp leaves to the server on the public internet:
+
+- a deadline for each request's line and headers (``header_timeout_s``), from the
+  connection's start or the first byte of a later request. aiohttp on its own waits for
+  them as long as its keep-alive timeout (3,630 s by default), so a client sending half
+  a request line (slowloris) held its connection for an hour;
+- the keep-alive timeout, an idle connection's lifetime (aiohttp's own timer);
+- one counted, rate-limited log line for malformed requests, where aiohttp logs a
+  traceback for each: a log flood anyone can cause;
+- ``Server: idnode`` instead of the Python and aiohttp versions.
+
+The deadline is watched by a request handler (aiohttp's ``RequestHandler``, one per
+connection) that knows when a request reaches the application through
+``request_deadline``, the outermost middleware of every app served this way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from typing import Any
+
+from aiohttp import hdrs, web
+from aiohttp.http import HttpProcessingError
+from aiohttp.typedefs import Handler
+
+from node.runtime.conns import ConnectionGate, Refusal, Ticket
+from node.runtime.listen import Acceptor
+from node.runtime.lograte import LogEvery
+from node.runtime.metrics import NodeMetrics
+
+SERVER = "idnode"
+log = logging.getLogger("idnode.http")
+
+
+def _plain_reply(status: str, text: str) -> bytes:
+    body = (text + "\n").encode()
+    head = (
+        f"HTTP/1.1 {status}\r\nServer: {SERVER}\r\nConnection: close\r\n"
+        f"Content-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+def refusal_reply(refusal: Refusal) -> bytes:
+    """What a connection refused at the door gets (plain HTTP only: over TLS nothing can
+    be said before the handshake the refusal saves)."""
+    return _plain_reply("503 Service Unavailable", refusal.message)
+
+
+class HttpPolicy:
+    """What every connection of one port shares: its deadline, metrics and log lines."""
+
+    def __init__(self, front: str, metrics: NodeMetrics, *, header_timeout_s: float):
+        self.front = front
+        self.header_timeout_s = header_timeout_s
+        self.timeout_reply = _plain_reply(
+            "408 Request Timeout",
+            f"request line and headers not received within {header_timeout_s:g} s",
+        )
+        self._timed_out = metrics.connections_timed_out.labels(front, "header_timeout")
+        self._malformed = metrics.malformed.labels(front)
+        self._timeout_log = LogEvery(log, logging.INFO)
+        self._malformed_log = LogEvery(log, logging.INFO)
+
+    def timed_out(self, peer: str | None) -> None:
+        self._timed_out.inc()
+        self._timeout_log(
+            "%s: closed a connection from %s: no complete request line and headers within "
+            "%g s (http_header_timeout_s)",
+            self.front,
+            peer,
+            self.header_timeout_s,
+        )
+
+    def malformed(self, peer: str | None, exc: HttpProcessingError) -> None:
+        self._malformed.inc()
+        self._malformed_log(
+            "%s: malformed request from %s (answered 400): %.120s",
+            self.front,
+            peer,
+            exc.message,
+        )
+
+
+class GuardedRequestHandler(web.RequestHandler):
+    """aiohttp's per-connection protocol, plus the header deadline, quiet 400s, the Server
+    header on the replies aiohttp makes itself, and the connection's ticket returned
+    when it closes."""
+
+    def __init__(
+        self,
+        manager: web.Server,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        policy: HttpPolicy,
+        ticket: Ticket | None,
+        **kwargs: Any,
+    ):
+        super().__init__(manager, loop=loop, **kwargs)
+        self._clock_loop = loop
+        self._policy = policy
+        self._ticket = ticket
+        self._deadline: asyncio.TimerHandle | None = None
+        self._in_request = False
+        self._partial = False  # bytes of a request not yet handed to the application
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        try:
+            super().connection_lost(exc)
+        finally:
+            if self._ticket is not None:
+                self._ticket.release()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._in_request and data:
+            self._partial = True
+            if self._deadline is None:
+                self._arm()
+        super().data_received(data)
+
+    def request_started(self) -> None:
+        self._in_request = True
+        self._partial = False
+        self._disarm()
+
+    def request_finished(self) -> None:
+        self._in_request = False
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if isinstance(exc, HttpProcessingError):
+            # A request that could not be parsed: the client's fault, and the internet's
+            # background noise. One line now and then, no traceback.
+            self._policy.malformed(request.remote, exc)
+            resp: web.StreamResponse = web.Response(
+                status=status, text=f"{status} malformed request: {exc.message}"
+            )
+            resp.force_close()
+        else:
+            resp = super().handle_error(request, status, exc, message)
+        resp.headers[hdrs.SERVER] = SERVER
+        return resp
+
+    def _arm(self) -> None:
+        self._deadline = self._clock_loop.call_later(self._policy.header_timeout_s, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self._in_request or self.transport is None:
+            return
+        peer = self.transport.get_extra_info("peername")
+        self._policy.timed_out(peer[0] if isinstance(peer, tuple) else None)
+        if self._partial:
+            self.transport.write(self._policy.timeout_reply)
+        self.force_close()
+
+
+@web.middleware
+async def request_deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Tells the connection that its request's headers are in (its deadline is off while
+    the application answers) and when the answer is done."""
+    protocol = request.protocol
+    if not isinstance(protocol, GuardedRequestHandler):
+        return await handler(request)
+    protocol.request_started()
+    try:
+        return await handler(request)
+    finally:
+        protocol.request_finished()
+
+
+async def _name_the_server(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers[hdrs.SERVER] = SERVER
+
+
+def guard_app(app: web.Application) -> None:
+    """Prepare ``app`` (before it is frozen) to be served by ``serve_http``."""
+    app.middlewares.insert(0, request_deadline)
+    app.on_response_prepare.append(_name_the_server)
+
+
+async def serve_http(
+    runner: web.AppRunner,
+    sock: socket.socket,
+    front: str,
+    metrics: NodeMetrics,
+    *,
+    header_timeout_s: float,
+    keepalive_timeout_s: float,
+    gate: ConnectionGate | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> Acceptor:
+    """Serve the app of ``runner`` (set up) on the listening socket ``sock``; the caller
+    closes the returned acceptor before cleaning the runner up."""
+    server = runner.server
+    assert server is not None, "runner.setup() first"
+    loop = asyncio.get_running_loop()
+    policy = HttpPolicy(front, metrics, header_timeout_s=header_timeout_s)
+    options: dict[str, Any] = {
+        "keepalive_timeout": keepalive_timeout_s,
+        "access_log": None,  # per-request logging costs throughput; metrics count requests
+    }
+
+    def connection(ticket: Ticket | None) -> asyncio.BaseProtocol:
+        return GuardedRequestHandler(server, loop=loop, policy=policy, ticket=ticket, **options)
+
+    acceptor = Acceptor(
+        sock,
+        front,
+        connection,
+        metrics,
+        gate=gate,
+        refusal=refusal_reply if ssl_context is None else None,
+        ssl_context=ssl_context,
+        handshake_timeout_s=header_timeout_s if ssl_context is not None else None,
+    )
+    acceptor.start()
+    return acceptor

@@ -21,10 +21,13 @@ from node.fronts.http.openapi import openapi_bytes
 from node.fronts.http.reply import CORS_HEADERS, PREFLIGHT_HEADERS, RC_KEY, Style, error_reply
 from node.fronts.http.services import SERVICES_KEY, HttpServices
 from node.runtime.httpserve import guard_app
+from node.runtime.lograte import LogEvery
 from protocol.codes import ResponseCode as RC
 from registry.errors import DatabaseUnavailable
 
 log = logging.getLogger("idnode.http")
+# Every request meets a registry that is down: say so once per interval, not per request.
+_unavailable_log = LogEvery(log)
 
 Extension = Callable[[web.Application], None]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,7 +59,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         )
         resp = error_reply(unknown, Style.of(request))
     except DatabaseUnavailable as exc:  # a retry may cure it: RC 3 "server too busy" -> 503
-        log.warning("http %s: %s", route, exc)
+        _unavailable_log("http %s: %s", route, exc)
         svc.metrics.registry_errors.labels(f"http_{route}").inc()
         resp = error_reply(ApiError(RC.SERVER_TOO_BUSY, "the registry is unavailable; retry later"))
     except Exception:

@@ -35,6 +35,7 @@ from node.resolution.forward.build import RecursionPolicy, count_forwarding
 from node.resolution.outcomes import Found, HandleNotFound, PrefixReferral, ValuesNotFound
 from node.resolution.resolver import Resolver
 from node.resolution.site import Site
+from node.runtime.lograte import LogEvery
 from node.runtime.metrics import NodeMetrics
 from protocol.admin import EmptyReply
 from protocol.authbodies import VerifyChallengeReply, VerifyChallengeRequest
@@ -125,6 +126,8 @@ class NativeHandler:
         self.cache = cache
         self.replies = cache.reply_map("native") if cache is not None else None
         self.front_stats = {t: FrontStats() for t in ("udp", "tcp")}
+        # Every request meets a registry that is down: say so once per interval, not per request.
+        self._unavailable_log = LogEvery(log)
         # Signatures for CERT replies (the site key read at each use: the site may be
         # replaced once the ports are known).
         self.certifier = Certifier(
@@ -277,7 +280,7 @@ class NativeHandler:
             reply = await self._error(u, exc.response_code, exc.message, now, peer)
         except DatabaseUnavailable as exc:
             # Nothing cached to fall back on: "too busy" tells the client to retry later.
-            log.warning("native %s: %s", op, exc)
+            self._unavailable_log("native %s: %s", op, exc)
             self.metrics.registry_errors.labels(op).inc()
             reply = await self._error(
                 u,

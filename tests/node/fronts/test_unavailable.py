@@ -135,3 +135,27 @@ async def test_writes_during_an_outage_say_retry(
             assert (r.status, (await r.json())["responseCode"]) == (503, 3)
     bugs = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert not bugs, [r.getMessage() for r in bugs]
+
+
+async def test_an_outage_is_logged_once_not_per_request(
+    proxied: tuple[Node, PgProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every request meets the dead registry; the log says so once per front (then at
+    most once per interval), so a busy node's log cannot become the outage's flood."""
+    node, proxy = proxied
+    assert node.http_port and node.handle_port
+    await proxy.refuse()
+    proxy.drop_connections()
+    caplog.clear()
+    client = NativeClient("127.0.0.1", node.handle_port, timeout_s=10)
+    for i in range(20):
+        status, _ = await _get(node.http_port, f"/api/handles/88.118.2/GONE-{i}")
+        assert status == 503
+        reply = await client.resolve(f"88.118.2/GONE-N{i}")
+        assert reply.header.response_code == ResponseCode.SERVER_TOO_BUSY
+    warned = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and "registry unreachable" in r.getMessage()
+    ]
+    assert 2 <= len(warned) <= 4, warned

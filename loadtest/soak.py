@@ -459,7 +459,10 @@ async def soak(
         "Authorization": basic_auth(ADMIN, SILK_MILL.admin_secret),
         "Content-Type": "application/json",
     }
-    connector = aiohttp.TCPConnector(limit=args.clients * 2)
+    # As many HTTP connections as closed-loop clients: the capacity phase opens them all,
+    # so a later latency spike queues requests (counted from their scheduled time) rather
+    # than opening more, and the node's descriptor count measures the node, not the client.
+    connector = aiohttp.TCPConnector(limit=args.clients)
     timeout = aiohttp.ClientTimeout(total=HTTP_TIMEOUT_S)
     try:
         async with aiohttp.ClientSession(

@@ -8,7 +8,11 @@ bytes per datagram, so a server must fragment rather than send large datagrams.
 
 Reassembly is bounded in message size, pending messages and buffered bytes, ignores
 duplicates, and takes the clock as ``now`` so incomplete messages expire without the
-protocol layer reading time.
+protocol layer reading time. The table is shared fairly: a source may have at most
+``max_pending_per_source`` messages half-received (more evict its own oldest), and a
+full table makes room at the expense of the source holding most, so a source sending
+bogus first fragments only ever evicts its own (docs/protocol.md, "What the node does
+over UDP").
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ def _with_sequence(head: bytes, seq: int) -> bytes:
 @dataclass(slots=True)
 class _Pending:
     first_seen: float
+    owner: Hashable  # what the per-source cap counts it against
     head: bytes  # envelope bytes other than the sequence, which every fragment repeats
     total: int
     parts: dict[int, bytes] = field(default_factory=dict)
@@ -76,9 +81,11 @@ class _Pending:
 class Reassembler:
     """Feed datagrams, get back whole messages (envelope + message, sequence 0).
 
-    ``source`` (e.g. the peer address) keeps equal request ids from different peers
-    apart. Errors are ``RemoteProtocolError``; the offending datagram is dropped, and a
-    message whose fragments contradict each other is dropped whole.
+    ``source`` (e.g. the peer address and port) keeps equal request ids from different
+    peers apart; ``owner`` (default: the source; e.g. the peer's address alone) is what
+    ``max_pending_per_source`` counts, None for no cap. Errors are
+    ``RemoteProtocolError``; the offending datagram is dropped, and a message whose
+    fragments contradict each other is dropped whole.
     """
 
     def __init__(
@@ -88,26 +95,44 @@ class Reassembler:
         max_pending: int = 256,
         max_buffered_bytes: int = 8 * 1024 * 1024,
         timeout_s: float = 5.0,
+        max_pending_per_source: int | None = None,
     ):
         self.max_message_bytes = max_message_bytes
         self.max_pending = max_pending
         self.max_buffered_bytes = max_buffered_bytes
         self.timeout_s = timeout_s
+        self.max_pending_per_source = max_pending_per_source
         self._pending: OrderedDict[tuple[Hashable, int, int], _Pending] = OrderedDict()
+        # Each owner's pending messages, oldest first (at most max_pending_per_source).
+        self._owned: dict[Hashable, list[tuple[Hashable, int, int]]] = {}
         self._buffered = 0
-        # Counters for metrics.
+        # Counters for metrics: incomplete messages forgotten after ``timeout_s``, evicted
+        # to make room in the table, and evicted because their source started too many.
         self.expired = 0
         self.evicted = 0
+        self.source_evicted = 0
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
     @property
+    def sources(self) -> int:
+        """Owners with a message half-received."""
+        return len(self._owned)
+
+    @property
     def buffered_bytes(self) -> int:
         return self._buffered
 
-    def feed(self, datagram: bytes, now: float, source: Hashable = None) -> bytes | None:
+    def feed(
+        self,
+        datagram: bytes,
+        now: float,
+        source: Hashable = None,
+        *,
+        owner: Hashable = None,
+    ) -> bytes | None:
         self.expire(now)
         env = Envelope.from_wire(datagram)
         payload = len(datagram) - ENVELOPE_BYTES
@@ -131,7 +156,7 @@ class Reassembler:
         head = datagram[:SEQUENCE_OFFSET] + datagram[SEQUENCE_OFFSET + 4 : ENVELOPE_BYTES]
         p = self._pending.get(key)
         if p is None:
-            p = self._start(key, now, head, env.length)
+            p = self._start(key, source if owner is None else owner, now, head, env.length)
         elif p.head != head:
             raise RemoteProtocolError(
                 "fragment envelope disagrees with earlier fragments of its message"
@@ -174,21 +199,41 @@ class Reassembler:
         return n
 
     def _start(
-        self, key: tuple[Hashable, int, int], now: float, head: bytes, total: int
+        self,
+        key: tuple[Hashable, int, int],
+        owner: Hashable,
+        now: float,
+        head: bytes,
+        total: int,
     ) -> _Pending:
+        owned = self._owned.get(owner)
+        cap = self.max_pending_per_source
+        if owned is not None and cap is not None and len(owned) >= cap:
+            # This source has its share half-received already: it gives up its oldest.
+            self._drop(owned[0])
+            self.source_evicted += 1
         while len(self._pending) >= self.max_pending:
-            self._evict_oldest()
-        p = self._pending[key] = _Pending(now, head, total)
+            self._evict()
+        p = self._pending[key] = _Pending(now, owner, head, total)
+        self._owned.setdefault(owner, []).append(key)
         return p
 
     def _make_room(self) -> None:
         while self._buffered > self.max_buffered_bytes and self._pending:
-            self._evict_oldest()
+            self._evict()
 
-    def _evict_oldest(self) -> None:
-        self._drop(next(iter(self._pending)))
+    def _evict(self) -> None:
+        """Room for another message: the oldest of the source holding most (the first
+        such source to arrive, on a tie). Only full tables get here, so the scan over
+        sources (at most ``max_pending``) runs only under a flood."""
+        largest = max(self._owned.values(), key=len)
+        self._drop(largest[0])
         self.evicted += 1
 
     def _drop(self, key: tuple[Hashable, int, int]) -> None:
         p = self._pending.pop(key)
         self._buffered -= p.size
+        owned = self._owned[p.owner]
+        owned.remove(key)
+        if not owned:
+            del self._owned[p.owner]

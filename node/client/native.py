@@ -1,5 +1,6 @@
 """A native Handle client: UDP with retries, reassembly of fragmented replies, TCP
-fallback, all under one overall deadline (dnspython ``query._compute_times`` style).
+fallback (on silence, garbage, or an RC 2 over UDP, which servers send for answers too
+large for UDP), all under one overall deadline (dnspython ``query._compute_times`` style).
 
 Used by the tests, ``idnode resolve --native`` and, later, upstream forwarding.
 """
@@ -126,7 +127,12 @@ class NativeClient:
             try:
                 reply = await self._udp(data, message.request_id, deadline)
                 if not reply[2] & EnvelopeFlag.TRUNCATED:
-                    return decode(reply)
+                    decoded = decode(reply)
+                    # RC 2 over UDP: the answer is too large for UDP, or the server
+                    # rations its UDP replies; TCP at once, as the reference client
+                    # does (docs/protocol.md, "Making clients use TCP for large answers").
+                    if decoded.header.response_code != ResponseCode.ERROR:
+                        return decoded
             except (TimeoutError, ClientError, OSError, ProtocolError):
                 pass  # no answer, garbage, or cut short: TCP while time remains
         remaining = deadline - time.monotonic()

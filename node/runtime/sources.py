@@ -100,7 +100,9 @@ class RateLimiter:
         self._buckets: dict[str, list[float]] = {}  # key -> [tokens, last refill]
 
     def allow(self, key: str | None, now: float) -> bool:
-        if key is None or not self.rate_per_s:
+        # On the UDP front's hot path for every reply: no min(), few attribute lookups.
+        rate = self.rate_per_s
+        if key is None or not rate:
             return True
         bucket = self._buckets.get(key)
         if bucket is None:
@@ -108,7 +110,9 @@ class RateLimiter:
                 del self._buckets[next(iter(self._buckets))]
             self._buckets[key] = [self.burst - 1.0, now]
             return True
-        tokens = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate_per_s)
+        tokens = bucket[0] + (now - bucket[1]) * rate
+        if tokens > self.burst:
+            tokens = self.burst
         bucket[1] = now
         if tokens >= 1.0:
             bucket[0] = tokens - 1.0

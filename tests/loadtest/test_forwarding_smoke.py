@@ -143,7 +143,11 @@ def test_docking_status_and_database_urls() -> None:
 
 @pytest.fixture
 async def tree(pg_server: str, tmp_path: Path) -> AsyncIterator[Topology]:
-    async with topology(pg_server, tmp_path) as t:
+    # Signed forwarded replies over UDP, as the benchmark sends them: above the default
+    # udp_max_reply_bytes, which would send each over TCP after an RC 2 (that cap:
+    # tests/node/fronts/native/test_udp_limits.py).
+    uncapped = dict.fromkeys((TOP, TEXTILE, ELEVATOR), lambda url: {"udp_max_reply_bytes": 65_536})
+    async with topology(pg_server, tmp_path, **uncapped) as t:
         await t.docked(TEXTILE, {"88.118", "88.118.2"})
         await t.docked(ELEVATOR, {"88.119", "88.119.2"})
         yield t

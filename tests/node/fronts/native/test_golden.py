@@ -107,7 +107,10 @@ async def golden_node(
     the capture's phase-2 record 0.NA/88.118 holding exactly the values the reference
     returned for it in #21 (exception c)."""
     async with scratch_database(pg_server) as url:
-        node = await start_seeded_node(url, tmp_path_factory.mktemp("golden"))
+        # The reference caps no UDP reply: #9 is replayed as its six datagrams.
+        node = await start_seeded_node(
+            url, tmp_path_factory.mktemp("golden"), udp_max_reply_bytes=65_536
+        )
         try:
             assert node.db is not None
             stored = decode(reassemble(captured(by_number(21))[1]))

@@ -36,6 +36,7 @@ from tests.node.conftest import (
     ipv6_loopback,
     read_message,
     tcp_exchange,
+    udp_peer,
 )
 from tests.node.native_support import (
     ABC,
@@ -83,10 +84,17 @@ async def test_udp_and_tcp_resolution(native_node: Node) -> None:
         assert reply.envelope.version == (2, 11)
 
 
-async def test_large_udp_reply_is_fragmented(native_node: Node, node_udp: UdpPeer) -> None:
-    req = request_bytes("88.118.2/BIG40")
-    node_udp.send(req)
-    datagrams = await node_udp.recv_message()
+async def test_large_udp_reply_is_fragmented(start_node: StartNode) -> None:
+    # Within a raised cap (replies over udp_max_reply_bytes: test_udp_limits.py).
+    native_node = await start_node(udp_max_reply_bytes=4096)
+    assert native_node.handle_port is not None
+    node_udp = await udp_peer("127.0.0.1", native_node.handle_port)
+    try:
+        req = request_bytes("88.118.2/BIG40")
+        node_udp.send(req)
+        datagrams = await node_udp.recv_message()
+    finally:
+        node_udp.transport.close()
     assert len(datagrams) == 6 and all(len(d) <= 512 for d in datagrams)
     total = _U32.unpack_from(datagrams[0], 16)[0]
     for seq, d in enumerate(datagrams):

@@ -59,7 +59,12 @@ async def test_only_allowed_networks_are_answered_through_the_tree(
     """The elevator listens on every address but recurses for 127.0.0.0/8 only: ::1 gets
     RC 301, even sending the very bytes whose reply the cache holds; RECU clear means
     no recursion; a recursion count at the limit gets RC 6."""
-    only_v4 = {"bind": "::", "public_address": "127.0.0.1", "recursion_networks": "127.0.0.0/8"}
+    only_v4 = {
+        "bind": "::",
+        "public_address": "127.0.0.1",
+        "recursion_networks": "127.0.0.0/8",
+        "udp_max_reply_bytes": 65_536,  # a whole roll over UDP, as the cache check wants
+    }
     async with topology(pg_server, tmp_path, elevator=lambda url: only_v4) as tree:
         await tree.docked(TEXTILE, {"88.118", "88.118.2"})
         elevator = tree[ELEVATOR]

@@ -120,6 +120,15 @@ class RateLimiter:
         bucket[0] = tokens
         return False
 
+    def exhausted(self, key: str | None, now: float) -> bool:
+        """True when ``allow`` would refuse ``key`` now (nothing is taken)."""
+        if key is None or not self.rate_per_s:
+            return False
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            return False
+        return min(self.burst, bucket[0] + (now - bucket[1]) * self.rate_per_s) < 1.0
+
     def tracked(self) -> int:
         return len(self._buckets)
 

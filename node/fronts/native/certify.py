@@ -136,6 +136,15 @@ class Certifier:
                 "rate_limited", "too many signed replies for this network; retry later"
             )
 
+    def exhausted(self, host: str | None) -> bool:
+        """True when ``host``'s network has no signed reply left in its ration: a
+        certified request from it will be refused, so it can be refused before any work
+        (a CERT flood then costs no registry lookups). Counted as refused."""
+        if not self.limiter.exhausted(self.keys.key(host), self.monotonic()):
+            return False
+        self._refuse("rate_limited", host)
+        return True
+
     async def sign(self, message: Message, host: str | None, *, rationed: bool = True) -> Message:
         """``message`` with the CERT flag and an HS_SIGNED credential. ``rationed``:
         counted against ``host``'s source network. Raises ``SigningRefused``."""

@@ -61,7 +61,7 @@ from protocol.message import (
     decode,
     encode,
 )
-from protocol.negotiate import build_reply
+from protocol.negotiate import at_least, build_reply, reply_version
 from protocol.replycache import ReplyTemplate, resolution_shape
 from protocol.values import HandleValue
 from registry.errors import DatabaseUnavailable
@@ -322,6 +322,23 @@ class NativeHandler:
         body = request.body
         assert isinstance(body, ResolutionRequest)
         flags = request.header.flags
+        if (
+            OpFlag.CERT in flags
+            and identity is None
+            and at_least(reply_version(request.envelope), (2, 7))
+            and self.certifier.exhausted(_host(peer))
+        ):
+            # From 2.7 a signature covers the request id, so none can be reused: over its
+            # network's ration, this reply would be refused signing anyway. Say so before
+            # resolving, so a flood of certified requests costs no lookups.
+            return await self._error(
+                u,
+                ResponseCode.SERVER_TOO_BUSY,
+                "too many signed replies for this network; retry later",
+                now,
+                peer,
+                op="resolution",
+            )
         if body.trailing:
             # Teleinfo's id-pointer-sdk appends 4 bytes after the type list; the reference
             # ignores them, so do we (and count them).

@@ -231,3 +231,30 @@ async def test_signing_queue_is_bounded(native_node: Node, clock: SteppedClock) 
         assert handler.certifier.pending == 0
     finally:
         handler.close()
+
+
+async def test_over_the_ration_is_refused_before_any_lookup(
+    native_node: Node, clock: SteppedClock
+) -> None:
+    """From 2.7 no signature can be reused, so a certified request from a network over
+    its ration is refused before resolving: a flood of them costs no registry reads."""
+    handler = make_handler(native_node, clock, signed_replies_per_s=1)
+    assert native_node.cache is not None
+    try:
+        assert signed(await ask(handler, cert_request(request_id=1)), native_node)
+        reads = native_node.cache.stats.reads
+        for rid in range(2, 12):
+            missing = f"{ABC}-NOT-THERE-{rid}"
+            busy = await ask(handler, cert_request(missing, request_id=rid), NEIGHBOUR)
+            assert busy.header.response_code == ResponseCode.SERVER_TOO_BUSY
+            assert busy.request_id == rid and unsigned(busy)
+        assert native_node.cache.stats.reads == reads
+        assert outcome(native_node, "rate_limited") == 10
+        # Below 2.7 a kept signature may still serve it: those are resolved as before.
+        old = await ask(
+            handler, cert_request(f"{ABC}-NOT-THERE-OLD", request_id=20, version=(2, 5))
+        )
+        assert native_node.cache.stats.reads == reads + 1
+        assert old.header.response_code == ResponseCode.SERVER_TOO_BUSY
+    finally:
+        handler.close()

@@ -1,7 +1,8 @@
 """A flood of certified (CERT) requests from one source network does not take the node
-from anyone else (issue 14, finding 2): a real node, a flooder process on 127.0.0.2
-sending signed-reply requests, and a polite client on 127.0.0.1 (another /24: loopback
-answers for all of 127.0.0.0/8) resolving a cached record meanwhile.
+from anyone else (issue 14, finding 2): a real node, a flooder process on 127.0.1.2
+sending signed-reply requests, and a polite client on 127.0.0.1 (another /24, so another
+reply-rate and signing ration: loopback answers for all of 127.0.0.0/8) resolving a
+cached record meanwhile.
 
 Nothing is exempt from per-source limits here (``rate_limit_exempt_networks`` empty),
 as on a node facing the internet. The flood runs at the issue's 3,000 datagrams a
@@ -99,7 +100,7 @@ async def test_polite_client_is_answered_during_a_cert_flood(start_node: StartNo
         rate = min(FLOOD_PER_S, 0.4 / plain_s)
         assert rate * sign_s > 1, "the flood must ask for more signatures than a core makes"
         before = flood_answered(node)
-        flooder = Flooder("127.0.0.1", node.handle_port, "127.0.0.2", rate, FLOOD_HANDLES).start()
+        flooder = Flooder("127.0.0.1", node.handle_port, "127.0.1.2", rate, FLOOD_HANDLES).start()
         try:
             # The flood is under way before the polite client measures.
             await until(lambda: flood_answered(node) > before + 300, 30.0, poll_s=0.05)

@@ -160,12 +160,14 @@ async def test_a_frozen_registry_keeps_callers_within_the_client_timeout(
 
         # Thawed: the listener reconnects (and flushes), and everything is fresh again.
         await asyncio.wait_for(node.listener.wait_connects(2), 30)
-        ask.answers.clear()
-        after = await everything()
-        assert {(a.code, a.status) for a in after} == {
-            (ResponseCode.SUCCESS, 0),
-            (ResponseCode.SUCCESS, 200),
-        }
+        fresh = {(ResponseCode.SUCCESS, 0), (ResponseCode.SUCCESS, 200)}
+        after: list[Answer] = []
+        for _ in range(20):  # pool connections stuck in the freeze may still be failing
+            ask.answers.clear()
+            after = await everything()
+            if {(a.code, a.status) for a in after} == fresh:
+                break
+        assert {(a.code, a.status) for a in after} == fresh
         assert node.cache.coherent
         stale = node.cache.stats.stale_served
         await everything()

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import signal
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from typing import TypeVar
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -30,13 +28,9 @@ from node.auth import (
     parse_admin_list,
 )
 from node.auth.bearer import BearerScheme
-from node.auth.native.answers import AnswerChecker
-from node.auth.native.remote import HomeServerCheck
-from node.auth.native.sessions import NativeSessions
 from node.client.tree import UpstreamUnavailable
 from node.demo.seed import seed_demo
 from node.docking.service import DockingService
-from node.errors import PortUnavailable
 from node.fronts.health import health_app, read_metrics_token
 from node.fronts.http import HttpServices, http_app
 from node.fronts.http.app import Extension
@@ -54,6 +48,7 @@ from node.fronts.native.admin import NativeAdmin
 from node.fronts.native.auth import NativeAuth
 from node.fronts.native.handler import NativeHandler
 from node.fronts.native.server import NativeServer
+from node.fronts.native.wiring import native_auth
 from node.resolution.cache.listener import InvalidationListener
 from node.resolution.cache.records import CachePolicy, RecordCache
 from node.resolution.cache.stats import CacheCollector, FrontStats
@@ -70,7 +65,7 @@ from node.resolution.site import Site, site_address
 from node.runtime.conns import ConnectionGate, FdBudget, raise_open_files_limit
 from node.runtime.database import Database, node_database
 from node.runtime.httpserve import serve_http
-from node.runtime.listen import Acceptor, tcp_listener
+from node.runtime.listen import Acceptor, bind_port, tcp_listener
 from node.runtime.loop import tune_gc
 from node.runtime.metrics import NodeMetrics
 from node.runtime.sources import peer_keys
@@ -81,35 +76,13 @@ from node.signing.signer import RecordSigner, build_signer
 from node.signing.trust import trust_roots
 from node.templates.catalog import TemplateCatalog
 from node.writes.service import WriteService
-from protocol.challenge import SeckeyForm
 from protocol.handle import normalise
 from protocol.keys import PublicKey
 from protocol.values import HandleValue
 from registry.docking import DockingOutbox
 from registry.errors import DatabaseUnavailable
 
-# Secret-key answer forms built on MD5 (docs/authentication.md), refused when
-# native_accept_md5 is false.
-MD5_FORMS = frozenset({SeckeyForm.MD5_OLD, SeckeyForm.MD5})
-
 log = logging.getLogger("idnode.node")
-T = TypeVar("T")
-
-
-async def _bind(what: str, host: str, port: int, start: Callable[[], Awaitable[T]]) -> T:
-    """Run ``start`` (a listener binding ``port``); a refusal becomes one clear line."""
-    try:
-        return await start()
-    except OSError as exc:
-        # uvloop reports a UDP bind failure without an errno, the cause holding it.
-        cause = exc.__cause__ if exc.errno is None and isinstance(exc.__cause__, OSError) else exc
-        if cause.errno == errno.EADDRINUSE:
-            raise PortUnavailable(
-                f"{what} port {port} on {host} is in use by another process"
-            ) from None
-        raise PortUnavailable(
-            f"cannot listen on {what} port {port} on {host}: {cause.strerror or cause}"
-        ) from None
 
 
 class Node:
@@ -231,7 +204,7 @@ class Node:
                     keepalive_timeout_s=s.http_keepalive_timeout_s,
                 )
 
-            admin = await _bind("admin", s.admin_bind, s.admin_port, start_admin)
+            admin = await bind_port("admin", s.admin_bind, s.admin_port, start_admin)
             self._stack.callback(admin.close)  # before runner.cleanup (last in, first out)
             self.admin_port = admin.port
             # HTTP first, so the site info the native front publishes names its port.
@@ -395,7 +368,7 @@ class Node:
         native = NativeServer(
             handler, self.metrics, s, reuse_port=s.workers > 1, fds=self.fd_budget
         )
-        self.handle_port = await _bind(
+        self.handle_port = await bind_port(
             "native Handle (UDP and TCP)",
             s.bind,
             s.handle_port,
@@ -437,44 +410,17 @@ class Node:
         self._stack.push_async_callback(self.docking.stop)
 
     def _native_auth(self, site: Callable[[], Site]) -> NativeAuth:
-        s = self.settings
         assert self.db is not None and self.vault is not None and self.resolver is not None
-        forms = None if s.native_accept_md5 else frozenset(SeckeyForm) - MD5_FORMS
-        home = HomeServerCheck(
-            self.resolver, timeout_s=s.native_home_verify_timeout_s, clock=self.clock
-        )
-        checker = AnswerChecker(
+        self.native_auth = native_auth(
+            self.settings,
             self.db.registry,
             self.vault,
-            self.auth_limiter,
-            seckey_forms=forms,
-            max_pbkdf2_iterations=s.native_max_pbkdf2_iterations,
-            max_keys_tried=s.auth_max_keys_tried,
-            remote=home,
-            held_here=home.held_here,
-        )
-        sessions = NativeSessions(
-            max_sessions=s.native_sessions_max,
-            max_lifetime_s=s.native_session_lifetime_s,
-            idle_timeout_s=s.native_session_idle_timeout_s,
-        )
-        secrets = SecretKeyVerifier(
-            self.db.registry,
-            self.vault,
-            self.auth_limiter,
-            monotonic=self.monotonic,
-            max_keys_tried=s.auth_max_keys_tried,
-        )
-        self.native_auth = NativeAuth(
-            checker,
-            secrets,
+            self.resolver,
             self.auth_limiter,
             site,
-            challenge_timeout_s=s.native_auth_timeout_s,
-            sessions=sessions,
-            login_lifetime_s=s.native_login_lifetime_s,
+            self.metrics,
+            clock=self.clock,
             monotonic=self.monotonic,
-            rate_limited=self.metrics.auth_rate_limited.labels("native").inc,
         )
         return self.native_auth
 
@@ -579,7 +525,7 @@ class Node:
                 ssl_context=ssl_context,
             )
 
-        acceptor = await _bind("HTTP", s.bind, s.http_port, start_http)
+        acceptor = await bind_port("HTTP", s.bind, s.http_port, start_http)
         self._stack.callback(acceptor.close)  # before runner.cleanup (last in, first out)
         self.http_port = acceptor.port
         if ssl_context is not None:

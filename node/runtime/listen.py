@@ -23,8 +23,10 @@ import errno
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
+from node.errors import PortUnavailable
 from node.runtime.conns import FRONT_NAMES, ConnectionGate, Refusal, Ticket, open_files_limit
 from node.runtime.lograte import LogEvery
 from node.runtime.metrics import NodeMetrics
@@ -36,6 +38,7 @@ ACCEPT_PAUSE_S = 0.5
 ACCEPTS_PER_TURN = 64
 
 log = logging.getLogger("idnode.connections")
+T = TypeVar("T")
 
 # Builds the protocol of an admitted connection; its ``connection_lost`` must release
 # the ticket (None when the port has no gate).
@@ -208,3 +211,19 @@ class Acceptor:
             if not isinstance(exc, Exception):
                 raise
             log.debug("%s: connection not set up: %r", self.front, exc)
+
+
+async def bind_port(what: str, host: str, port: int, start: Callable[[], Awaitable[T]]) -> T:
+    """Run ``start`` (a listener binding ``port``); a refusal becomes one clear line."""
+    try:
+        return await start()
+    except OSError as exc:
+        # uvloop reports a UDP bind failure without an errno, the cause holding it.
+        cause = exc.__cause__ if exc.errno is None and isinstance(exc.__cause__, OSError) else exc
+        if cause.errno == errno.EADDRINUSE:
+            raise PortUnavailable(
+                f"{what} port {port} on {host} is in use by another process"
+            ) from None
+        raise PortUnavailable(
+            f"cannot listen on {what} port {port} on {host}: {cause.strerror or cause}"
+        ) from None

@@ -28,6 +28,7 @@ from node.auth import Authorizer, Denied, Identity
 from node.fronts.native.admin import ADMIN_OPCODES, NativeAdmin, Refused
 from node.fronts.native.auth import AnswerFailed, NativeAuth, Refusal, Unwrapped
 from node.fronts.native.certify import Certifier, SigningRefused, signs
+from node.fronts.native.overcap import TOO_LARGE, wire_bytes
 from node.fronts.native.peer import Peer
 from node.resolution.cache.records import Entry, RecordCache
 from node.resolution.cache.stats import FrontStats
@@ -184,9 +185,10 @@ class NativeHandler:
         op: str | None = None,
         private: bool = False,
         flags: OpFlag = NO_FLAGS,
+        keep: Callable[[bytes], None] | None = None,
     ) -> bytes:
         message = self._message(u.request, rc, body, now, flags)
-        return await self._send(message, u, now, peer, op=op, private=private)
+        return await self._send(message, u, now, peer, op=op, private=private, keep=keep)
 
     async def _send(
         self,
@@ -197,15 +199,22 @@ class NativeHandler:
         *,
         op: str | None = None,
         private: bool = False,
+        keep: Callable[[bytes], None] | None = None,
     ) -> bytes:
         """The reply's bytes: signed or MACed as CERT asks (and allowed), encrypted as the
         session asks. ``op``: count the request under this operation, with the response
-        code actually sent (RC 3 when no signature could be made)."""
+        code actually sent (RC 3 when no signature could be made, RC 2 when too large for
+        UDP). ``keep`` is given the whole reply, before any UDP cap replaces it."""
         request = u.request
         rc = message.header.response_code
+        cap = peer.max_reply_bytes  # over UDP
+        too_large = False
         if OpFlag.CERT in request.header.flags and not _maced(u):
             authenticated = u.identity is not None
-            if signs(rc, authenticated):
+            sign = signs(rc, authenticated)
+            # Over the UDP cap before its signature is even added: not worth signing.
+            too_large = sign and cap is not None and _over(encode(message), cap)
+            if sign and not too_large:
                 if self.auth is not None and OpFlag.ENCR in request.header.flags:
                     message = _flagged(message, OpFlag.ENCR)  # as finish does, before signing
                 try:
@@ -218,11 +227,23 @@ class NativeHandler:
             else:
                 self.certifier.unsigned()
             u = _uncertified(u)  # signed here, or not at all: finish must not sign it again
+        if too_large:
+            data = b""
+        elif self.auth is not None:
+            data = self.auth.finish(message, u, private=private)
+        else:
+            data = encode(message)
+        if keep is not None and not too_large:
+            keep(data)
+        if cap is not None and (too_large or _over(data, cap)):
+            # The small RC 2 that sends the client to TCP (node.fronts.native.overcap):
+            # never signed, and counted under the code actually sent.
+            self.metrics.udp_too_large.inc()
+            rc = ResponseCode.ERROR
+            data = encode(self._message(request, rc, ErrorReply(TOO_LARGE), now))
         if op is not None:
             self._count(peer, op, rc)
-        if self.auth is not None:
-            return self.auth.finish(message, u, private=private)
-        return encode(message)
+        return data
 
     async def _error(
         self, u: Unwrapped, rc: int, message: str, now: float, peer: Peer, *, op: str | None = None
@@ -388,19 +409,26 @@ class NativeHandler:
                 reply = ErrorReply()  # the reference says nothing more on RC 100 / 200
             case _:
                 reply = ErrorReply(result.message)
-        encoded = await self._reply(u, rc, reply, now, peer, op="resolution", private=private)
-        if (
-            entry is not None
-            and identity is None
-            and not u.encrypted
-            and self.replies is not None
-            and self.cache is not None
-        ):
-            shape = resolution_shape(data)
-            if shape is not None:
-                self.front_stats[peer.transport].misses += 1
-                self.cache.add_reply(self.replies, shape, entry, NativeReply(encoded, entry.wire))
-        return encoded
+        keep = None
+        if entry is not None and identity is None and not u.encrypted:
+            keep = self._keeper(data, peer.transport, entry)
+        return await self._reply(
+            u, rc, reply, now, peer, op="resolution", private=private, keep=keep
+        )
+
+    def _keeper(self, data: bytes, transport: str, entry: Entry) -> Callable[[bytes], None] | None:
+        """What keeps a reply to ``data`` for the hot path: the whole reply, which serves
+        TCP and (within the cap) UDP alike."""
+        replies, cache = self.replies, self.cache
+        shape = resolution_shape(data)
+        if replies is None or cache is None or shape is None:
+            return None
+
+        def keep(encoded: bytes) -> None:
+            self.front_stats[transport].misses += 1
+            cache.add_reply(replies, shape, entry, NativeReply(encoded, entry.wire))
+
+        return keep
 
     async def _readable(
         self, identity: Identity, handle: str, values: tuple[HandleValue, ...]
@@ -607,6 +635,11 @@ class NativeHandler:
             )
             for part in parts
         ]
+
+
+def _over(data: bytes, cap: int) -> bool:
+    """Whether one encoded message takes more than ``cap`` bytes of datagrams."""
+    return wire_bytes(len(data)) > cap
 
 
 def _maced(u: Unwrapped) -> bool:

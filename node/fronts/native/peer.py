@@ -29,6 +29,8 @@ class Peer:
     transport: str  # "udp" | "tcp"
     address: tuple[str, int] | None = None
     conn: Connection | None = field(default=None, compare=False)
+    # The most a reply may take in datagrams (udp_max_reply_bytes); None over TCP.
+    max_reply_bytes: int | None = None
 
 
 def sockaddr(addr: tuple[str, int] | tuple[str, int, int, int]) -> tuple[str, int]:

@@ -38,6 +38,7 @@ from node.fronts.native.peer import Peer, sockaddr
 from node.runtime.metrics import NodeMetrics
 from node.runtime.sources import Holdings, RateLimiter, SourceKeys, peer_keys
 from node.settings import Settings
+from protocol.codes import ResponseCode
 from protocol.errors import ProtocolError
 from protocol.fragment import MAX_DATAGRAM_BYTES, Reassembler, fragment_encoded
 from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET
@@ -46,6 +47,7 @@ from protocol.replycache import resolution_shape
 log = logging.getLogger("idnode.native")
 _U32 = struct.Struct(">I")
 _CREDENTIAL_BYTES = 4  # the empty credential a cached reply ends with, after its tail
+_ERROR = int(ResponseCode.ERROR)
 # Limits hit under a flood are logged at most this often each (the counters count).
 LOG_EVERY_S = 60.0
 
@@ -147,16 +149,18 @@ class UdpFront(asyncio.DatagramProtocol):
                         self._over_rate(data, addr, source)
                         return
                 self._touch(hit.entry.key)  # type: ignore[misc]
-                self._hits[hit.rc] = self._hits.get(hit.rc, 0) + 1
                 tail = hit.tail
                 size = len(hit.head) + (0 if tail is None else len(tail) + _CREDENTIAL_BYTES)
+                rc = hit.rc
                 if size <= self._one_datagram:
                     self._sendto(hit.fit(data, self._wall()), addr)
                 elif size <= self._largest_reply:
                     for datagram in fragment_encoded(hit.fit(data, self._wall())):
                         self._sendto(datagram, addr)
                 else:
+                    rc = _ERROR  # counted as sent: the small RC 2
                     self._send_too_large(data, addr)
+                self._hits[rc] = self._hits.get(rc, 0) + 1
                 self._stats.observe(perf_counter() - started)
                 return
         if self.closing:
@@ -200,7 +204,9 @@ class UdpFront(asyncio.DatagramProtocol):
 
     async def _answer(self, data: bytes, addr: tuple[str, int], source: str | None) -> None:
         try:
-            reply = await self.handler.handle(data, Peer("udp", sockaddr(addr)))
+            reply = await self.handler.handle(
+                data, Peer("udp", sockaddr(addr), max_reply_bytes=self.max_reply_bytes)
+            )
             if self.transport is not None:
                 out = messages(reply)
                 if sum(wire_bytes(len(m)) for m in out) > self.max_reply_bytes:

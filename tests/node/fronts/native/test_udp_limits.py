@@ -43,8 +43,8 @@ from tests.node.conftest import (
     tcp_exchange,
     udp_peer,
 )
+from tests.node.flood_support import MissFlooder
 from tests.node.http_support import A, Api, SteppedClock, admin_of, admin_value
-from tests.node.miss_flood_support import MissFlooder
 from tests.node.native_support import ABC, indexes_of, request_bytes, request_id, served
 from tests.node.wait_support import until
 
@@ -120,6 +120,15 @@ async def test_over_cap_reply_is_one_small_rc2(
     await node_udp.assert_silent()
     assert too_large(native_node) == 2
     assert udp_hits(native_node) == (0 if OpFlag.CERT in flags else 1)
+    # Counted as sent: two RC 2, no RC 1; a certified one never signed (not even to be
+    # thrown away: the size is known before the signature).
+    resolutions = {
+        rc: sample(native_node, "idnode_requests_total", front="udp", op="resolution", rc=rc)
+        for rc in ("1", "2")
+    }
+    assert resolutions == {"1": 0.0, "2": 2.0}
+    signed = sample(native_node, "idnode_native_signed_replies_total", outcome="signed")
+    assert signed == 0.0
     # TCP still answers the whole record.
     reply = decode(await tcp_exchange("127.0.0.1", native_node.handle_port or 0, req))
     assert indexes_of(reply) == [*range(1, 41), 100]

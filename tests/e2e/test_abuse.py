@@ -103,22 +103,7 @@ def _report(during: Politeness, baseline: Politeness) -> str:
     return f"under attack: {during.summary()}; without: {baseline.summary()}"
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(
-                reason="a CERT flood still delays polite requests past 100 ms on this 2-core "
-                "machine when it is busy (measured 80-84% in time under load): open in issue 14",
-                strict=False,
-            ),
-        )
-        if name == "cert"
-        else name
-        for name in FLOODS
-    ],
-)
+@pytest.mark.parametrize("name", FLOODS)
 def test_a_polite_client_is_served_during_a_flood(stage: Stage, name: str) -> None:
     client = stage.polite()
     ready(client)

@@ -286,7 +286,7 @@ COMMON = [
     _query("pretty", "indent the JSON", FLAG),
     _query("callback", "JSONP: wrap the reply in this JavaScript function (identifier only)"),
 ]
-INDEX = _query("index", "value index; repeatable", {"type": "string"}, explode=True)
+INDEX = _query("index", "value index; repeatable (at most 1000)", {"type": "string"}, explode=True)
 BASIC = ADMIN_SECURITY
 SESSION_HEADER = {
     "name": "Authorization",
@@ -429,7 +429,7 @@ def openapi_document() -> dict[str, Any]:
             "security": [{}, *BASIC],
             "parameters": [
                 INDEX,
-                _query("type", "value type; repeatable; 'URL.' matches subtypes"),
+                _query("type", "value type; repeatable (at most 256); 'URL.' matches subtypes"),
                 _query(
                     "publicOnly", "only public values (default: true unless authenticated)", FLAG
                 ),

@@ -23,6 +23,7 @@ from registry.driver import Conn, translated
 from registry.errors import Conflict, NotFound, RegistryError
 from registry.migrate import Migration, applied_versions, migrate
 from registry.queries import q
+from registry.readbatch import ReadBatcher
 from registry.recordrules import (
     MAX_FIELD_CHARS,
     same_content,
@@ -86,6 +87,8 @@ class Registry:
     def __init__(self, pool: asyncpg.Pool[Any], *, target: str = "the registry database"):
         self.pool = pool
         self.target = target  # where the database is, for messages (no password)
+        # Resolution reads, coalesced per loop turn into one query (registry.readbatch).
+        self.reads = ReadBatcher(self._read_raw)
 
     async def close(self) -> None:
         await self.pool.close()
@@ -223,11 +226,16 @@ class Registry:
 
     @translated
     async def get_handle_raw(self, key: str) -> RawRecord | None:
-        """The resolution read: one indexed row, values left in wire form."""
-        row = await self.pool.fetchrow(q("get_handle_raw"), key)
-        if row is None:
-            return None
-        return RawRecord(row[0], row[1], row[2])
+        """The resolution read: one indexed row, values left in wire form. Concurrent
+        reads share one query (``registry.readbatch``); errors are those of a single read."""
+        return await self.reads.get(key)
+
+    async def _read_raw(self, keys: list[str]) -> list[Any]:
+        """(handle_key, handle, values, version) of those of ``keys`` that exist."""
+        if len(keys) == 1:  # the common case at low load: the single-key statement
+            row = await self.pool.fetchrow(q("get_handle_raw"), keys[0])
+            return [] if row is None else [(keys[0], row[0], row[1], row[2])]
+        return await self.pool.fetch(q("get_handles_raw"), keys)
 
     async def _check_prefix(self, conn: Conn, handle: Handle) -> str:
         candidates = storage_prefixes(handle)

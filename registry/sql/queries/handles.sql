@@ -40,3 +40,7 @@ SELECT count(*) FROM handles WHERE prefix_key = $1;
 
 -- name: prefix_for_write
 SELECT status FROM prefixes WHERE prefix_key = $1 FOR SHARE;
+
+-- name: get_handles_raw
+-- The resolution read for a batch of keys (registry.readbatch): values in wire form.
+SELECT handle_key, handle, "values", version FROM handles WHERE handle_key = ANY($1::text[]);

@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Literal, overload
 
 from node.client.tree import UpstreamUnavailable, addresses_of, sites_of
-from node.resolution.cache.records import Lookup, NoAnswer, RecordCache
+from node.resolution.cache.records import Entry, Lookup, NoAnswer, RecordCache
 from node.resolution.forward.forwarder import UNCHECKED, VALID, Forwarder
 from node.resolution.outcomes import (
     Found,
@@ -35,11 +35,12 @@ from node.resolution.outcomes import (
     ValuesNotFound,
 )
 from node.resolution.prefixes import ServedPrefixes
-from node.secrets.vault import is_seckey, shown
+from node.secrets.vault import SECKEY_TYPE, SHOWN, is_seckey, shown
 from protocol.codes import ResponseCode
 from protocol.errors import HandleSyntaxError
 from protocol.handle import NA_PREFIX, Handle, normalise, parse_handle, prefix_ancestors
 from protocol.values import HandleValue, select_values
+from protocol.wirescan import Selected, scan, select
 from registry.errors import DatabaseUnavailable
 from registry.rows import RawRecord
 from registry.store import Registry
@@ -56,6 +57,19 @@ class Forwarding:
     policy: str  # forward_signatures: require, report, off
     timeout_s: float
     recursion_limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class WireFound:
+    """``Found`` for a front that sends values as stored (``resolve(..., wire=True)``):
+    the record's values selected, filtered and redacted on the wire (protocol.wirescan),
+    never decoded. Only for this node's own records."""
+
+    handle: str  # as the client asked for it
+    selected: Selected  # u32 count + the values to send; .private: some lack public read
+    entry: Entry | None = None  # as Found.entry
+    stale: bool = False
+    response_code: ClassVar[ResponseCode] = ResponseCode.SUCCESS
 
 
 # Values on a parent prefix record that delegate its derived prefixes (docs/protocol.md).
@@ -92,6 +106,7 @@ class Resolver:
         rows = await self.registry.list_prefixes()
         await self.served.update(rows, await self.registry.list_homed_prefixes())
 
+    @overload
     async def resolve(
         self,
         handle: str | Handle,
@@ -105,7 +120,41 @@ class Resolver:
         forward: bool = False,
         recursion: int = 0,
         chase: bool = False,
-    ) -> ResolveResult:
+        wire: Literal[False] = False,
+    ) -> ResolveResult: ...
+
+    @overload
+    async def resolve(
+        self,
+        handle: str | Handle,
+        indexes: Sequence[int] = (),
+        types: Sequence[str] = (),
+        now: float = 0.0,
+        *,
+        public_only: bool = False,
+        refer: bool = True,
+        fresh: bool = False,
+        forward: bool = False,
+        recursion: int = 0,
+        chase: bool = False,
+        wire: bool,
+    ) -> ResolveResult | WireFound: ...
+
+    async def resolve(
+        self,
+        handle: str | Handle,
+        indexes: Sequence[int] = (),
+        types: Sequence[str] = (),
+        now: float = 0.0,
+        *,
+        public_only: bool = False,
+        refer: bool = True,
+        fresh: bool = False,
+        forward: bool = False,
+        recursion: int = 0,
+        chase: bool = False,
+        wire: bool = False,
+    ) -> ResolveResult | WireFound:
         """Look a handle up and apply the index/type filter (a union) and, when asked,
         drop values without public read permission. ``now`` (unix seconds) stamps
         synthesized records. ``refer=False`` (the DNRF flag) turns a prefix referral
@@ -113,7 +162,8 @@ class Resolver:
         ``auth=true``). ``forward``: the caller may be answered through the tree for a
         prefix not served here (its request came ``recursion`` hops already); with
         ``chase`` too, a prefix referral is followed here rather than returned (clients
-        older than 2.10 do not follow RC 303)."""
+        older than 2.10 do not follow RC 303). ``wire``: a record of this node's is
+        answered as ``WireFound`` (values left in wire form) rather than ``Found``."""
         if isinstance(handle, str):
             text = handle
             try:
@@ -134,6 +184,24 @@ class Resolver:
         entry = found.entry
         record = found.raw
         if record is not None:
+            stored_wire = record.wire
+            if wire and stored_wire is not None:
+                # The same selection as below, on the stored bytes: no value decoded or
+                # encoded again (None: a record scan cannot read in place; decode it).
+                spans = scan(stored_wire)
+                if spans is not None:
+                    kept = select(
+                        stored_wire,
+                        spans,
+                        indexes,
+                        types,
+                        public_only=public_only,
+                        redact_type=SECKEY_TYPE,
+                        redacted=SHOWN,
+                    )
+                    if not kept.kept:
+                        return ValuesNotFound(handle.text, entry)
+                    return WireFound(handle.text, kept, entry, found.stale)
             stored, version = found.decoded(), record.version
         elif handle.is_prefix_record:
             synthesized = self._prefix_record(handle.owning_prefix)

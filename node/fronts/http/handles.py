@@ -19,8 +19,15 @@ from node.auth import Denied, Identity
 from node.fronts.http import params
 from node.fronts.http.errors import ApiError, http_status
 from node.fronts.http.history import get_handle_at
-from node.fronts.http.hot import HotReply, shape_of
-from node.fronts.http.reply import NO_STORE, Style, cache_control, json_bytes, render
+from node.fronts.http.hot import HotReply, if_none_match, shape_of, validated
+from node.fronts.http.reply import (
+    NO_STORE,
+    Style,
+    cache_control,
+    cache_control_of,
+    json_bytes,
+    render,
+)
 from node.fronts.http.services import HttpServices, services
 from node.fronts.http.writeitems import (
     field_indexes,
@@ -30,12 +37,16 @@ from node.fronts.http.writeitems import (
 )
 from node.resolution.forward.build import count_forwarding
 from node.resolution.outcomes import Found, PrefixReferral, Unverified, ValuesNotFound
+from node.resolution.resolver import WireFound
+from node.secrets.vault import SECKEY_TYPE, SHOWN
 from protocol.codes import Permission, TTLType
 from protocol.codes import ResponseCode as RC
 from protocol.errors import HandleSyntaxError, ValueFormatError
 from protocol.handle import Handle, normalise, parse_handle
 from protocol.jsonvalues import values_from_json, values_to_json
 from protocol.values import HandleValue
+from protocol.wirejson import values_json
+from protocol.wirescan import PERMISSIONS, TTL, TTL_TYPE
 from registry.errors import RegistryError
 from registry.recordrules import check_incoming
 
@@ -78,7 +89,7 @@ async def get_handle(request: web.Request) -> web.Response:
     if shape is not None:
         assert hot is not None
         started = perf_counter()
-        resp = hot.lookup(*shape, request.remote)
+        resp = hot.lookup(*shape, request.remote, if_none_match(request))
         if resp is not None:
             hot.stats.observe(perf_counter() - started)
             return resp
@@ -98,40 +109,75 @@ async def get_handle(request: web.Request) -> web.Response:
     now = svc.clock()
     forward = svc.may_recurse(request.remote)
     result = await svc.resolver.resolve(
-        text, indexes, types, now, public_only=False, refer=refer, fresh=fresh, forward=forward
+        text,
+        indexes,
+        types,
+        now,
+        public_only=False,
+        refer=refer,
+        fresh=fresh,
+        forward=forward,
+        # Anonymous: public values only, whoever asks; the JSON is built from the stored
+        # bytes (resolver.WireFound, protocol.wirejson), not from decoded values.
+        wire=identity is None,
     )
     if svc.recursion is not None:
         count_forwarding(svc.metrics, "http", result, forward)
     private_reply = identity is not None
     match result:
-        case Found(values=found, entry=entry, signature=verdict):
-            values = await _readable(svc, identity, text, found, public_only)
-            rc = RC.SUCCESS if values else RC.VALUES_NOT_FOUND
-            private_reply = private_reply or any(not v.permissions & PUBLIC_READ for v in values)
+        case WireFound(entry=entry) | Found(entry=entry):
+            verdict = None
+            if isinstance(result, WireFound):
+                kept = result.selected
+                spans = [s for s in kept.spans if s[PERMISSIONS] & PUBLIC_READ]
+                count = len(spans)
+                shown_json = values_json(
+                    kept.source, spans, redact_type=SECKEY_TYPE, redacted=SHOWN
+                )
+                timings = [(s[TTL_TYPE], s[TTL]) for s in spans]
+            else:
+                verdict = result.signature
+                values = await _readable(svc, identity, text, result.values, public_only)
+                count = len(values)
+                shown_json = values_to_json(values)
+                timings = [(int(v.ttl_type), v.ttl) for v in values]
+                private_reply = private_reply or any(
+                    not v.permissions & PUBLIC_READ for v in values
+                )
+            rc = RC.SUCCESS if count else RC.VALUES_NOT_FOUND
             body: dict[str, Any] = {
                 "responseCode": int(rc),
                 "handle": text,
-                "values": values_to_json(values),
+                "values": shown_json,
             }
-            if not values:
+            if not count:
                 body["message"] = "no values match the request" + (
                     " (public values only)" if public_only else ""
                 )
-            cc = cache_control(values, now, private=private_reply)
+            cc = cache_control_of(timings, now, private=private_reply)
             status = http_status(rc, resolution=True)
             # A record from upstream says how its signature checked (forward_signatures).
             extra = {SIGNATURE_HEADER: verdict} if verdict is not None else None
+            encoded = None
             if (
                 shape is not None
                 and entry is not None
                 and not private_reply
-                and not _absolute_ttl(values)
+                and not any(ttl_type == TTLType.ABSOLUTE for ttl_type, _ in timings)
             ):
                 assert hot is not None
-                reply = HotReply(status, int(rc), json_bytes(body, style), cc, extra)
+                encoded = json_bytes(body, style)  # kept, and sent: encoded once
+                reply = HotReply(status, int(rc), encoded, cc, extra)
                 hot.keep(shape[0], entry, reply)
-            return render(
-                body, status=status, style=style, headers={"Cache-Control": cc, **(extra or {})}
+            return validated(
+                request,
+                render(
+                    body,
+                    status=status,
+                    style=style,
+                    headers={"Cache-Control": cc, **(extra or {})},
+                    encoded=encoded,
+                ),
             )
         case ValuesNotFound(entry=entry):
             body = {
@@ -148,7 +194,9 @@ async def get_handle(request: web.Request) -> web.Response:
                     entry,
                     HotReply(200, int(RC.VALUES_NOT_FOUND), json_bytes(body, style), cc),
                 )
-            return render(body, status=200, style=style, headers={"Cache-Control": cc})
+            return validated(
+                request, render(body, status=200, style=style, headers={"Cache-Control": cc})
+            )
         case PrefixReferral(values=referral):
             body = {
                 "responseCode": int(result.response_code),
@@ -162,11 +210,6 @@ async def get_handle(request: web.Request) -> web.Response:
             raise ApiError(result.response_code, result.message, handle=text, status=502)
         case _:
             raise ApiError(result.response_code, result.message, handle=text)
-
-
-def _absolute_ttl(values: list[HandleValue]) -> bool:
-    """Cache-Control's max-age of these values shrinks with time: not a fixed reply."""
-    return any(v.ttl_type == TTLType.ABSOLUTE for v in values)
 
 
 async def _readable(

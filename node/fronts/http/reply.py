@@ -64,8 +64,11 @@ def render(
     status: int,
     style: Style = Style(),
     headers: Mapping[str, str] | None = None,
+    encoded: bytes | None = None,
 ) -> web.Response:
-    data = json_bytes(body, style)
+    """``encoded``: ``json_bytes(body, style)`` already made by the caller (a reply it
+    also keeps), not made again."""
+    data = json_bytes(body, style) if encoded is None else encoded
     if style.callback:
         # "/**/" keeps a reply from starting with attacker-chosen bytes (content sniffing).
         data = b"/**/" + style.callback.encode("ascii") + b"(" + data + b");"
@@ -95,13 +98,18 @@ def cache_control(values: Iterable[HandleValue], now: float, *, private: bool) -
     """Cacheable for as long as the shortest TTL among the values sent (RFC 3651 §3.1:
     a relative TTL in seconds, an absolute one as the expiry time); never stored by
     shared caches when the reply holds non-public values or answered credentials."""
+    return cache_control_of(((v.ttl_type, v.ttl) for v in values), now, private=private)
+
+
+def cache_control_of(timings: Iterable[tuple[int, int]], now: float, *, private: bool) -> str:
+    """``cache_control`` from the values' (TTL type, TTL) pairs (protocol.wirescan)."""
     if private:
         return "private, no-store"
     ages = []
-    for v in values:
-        if v.ttl_type == TTLType.ABSOLUTE:
-            ages.append(max(0, v.ttl - int(now)))
+    for ttl_type, ttl in timings:
+        if ttl_type == TTLType.ABSOLUTE:
+            ages.append(max(0, ttl - int(now)))
         else:
-            ages.append(v.ttl)
+            ages.append(ttl)
     age = min([MAX_CACHE_S, *ages])
     return f"public, max-age={age}" if age > 0 else "no-cache"

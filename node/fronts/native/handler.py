@@ -34,8 +34,9 @@ from node.resolution.cache.records import Entry, RecordCache
 from node.resolution.cache.stats import FrontStats
 from node.resolution.forward.build import RecursionPolicy, count_forwarding
 from node.resolution.outcomes import Found, HandleNotFound, PrefixReferral, ValuesNotFound
-from node.resolution.resolver import Resolver
+from node.resolution.resolver import Resolver, WireFound
 from node.resolution.site import Site
+from node.runtime.accesslog import reply_code, request_handle
 from node.runtime.lograte import LogEvery
 from node.runtime.metrics import NodeMetrics
 from protocol.admin import EmptyReply
@@ -47,6 +48,7 @@ from protocol.bodies import (
     ResolutionReply,
     ResolutionRequest,
     SiteInfoReply,
+    resolution_reply_body,
 )
 from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.errors import ProtocolError
@@ -170,7 +172,7 @@ class NativeHandler:
     # -- replies ----------------------------------------------------------------------------
 
     def _message(
-        self, request: Message, rc: int, body: Body, now: float, flags: OpFlag = NO_FLAGS
+        self, request: Message, rc: int, body: Body | bytes, now: float, flags: OpFlag = NO_FLAGS
     ) -> Message:
         return build_reply(request, rc, body, now=now, site_serial=self.serial, extra_flags=flags)
 
@@ -178,7 +180,7 @@ class NativeHandler:
         self,
         u: Unwrapped,
         rc: int,
-        body: Body,
+        body: Body | bytes,
         now: float,
         peer: Peer,
         *,
@@ -314,7 +316,12 @@ class NativeHandler:
             log.exception("native %s request failed", op)
             self.metrics.registry_errors.labels(op).inc()
             reply = await self._error(u, ResponseCode.ERROR, "internal server error", now, peer)
-        self.metrics.latency.labels(peer.transport, op).observe(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.latency.labels(peer.transport, op).observe(seconds)
+        if self.metrics.access.wanted():  # node.runtime.accesslog
+            self.metrics.access.write(
+                peer.transport, op, request_handle(request), reply_code(reply), seconds, _host(peer)
+            )
         return reply
 
     def _malformed_reply(self, exc: MalformedMessage, now: float) -> bytes:
@@ -377,13 +384,20 @@ class NativeHandler:
             # RC 303 exists from 2.5, and clients follow it from 2.10: resolve a referral
             # here for an older one (docs/idis.md).
             chase=request.envelope.version < (2, 10),
+            # Anonymous: the values go out as stored, never decoded (resolver.WireFound).
+            wire=identity is None,
         )
         if self.recursion is not None:
             count_forwarding(self.metrics, peer.transport, result, recurse)
         rc = result.response_code
         entry: Entry | None = None
         private = False
+        reply: Body | bytes
         match result:
+            case WireFound(selected=selected, entry=entry):
+                if selected.private:  # as for Found: values only admins may read
+                    return await self._challenge(u, peer, now)
+                reply = resolution_reply_body(body.handle, selected.wire)
             case Found(values=values, entry=entry):
                 if any(not v.public_read for v in values):
                     if identity is None:
@@ -400,7 +414,7 @@ class NativeHandler:
                     values = tuple(readable)
                     entry = None  # answered for one identity: never kept
                 if values:
-                    reply: Body = ResolutionReply(body.handle, values)
+                    reply = ResolutionReply(body.handle, values)
                 else:
                     rc, reply = ResponseCode.VALUES_NOT_FOUND, ErrorReply()
             case PrefixReferral(handle=handle, values=values):

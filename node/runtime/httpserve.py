@@ -8,7 +8,10 @@ aiohttp leaves to the server on the public internet:
 - the keep-alive timeout, an idle connection's lifetime (aiohttp's own timer);
 - one counted, rate-limited log line for malformed requests, where aiohttp logs a
   traceback for each: a log flood anyone can cause;
-- ``Server: idnode`` instead of the Python and aiohttp versions.
+- ``Server: idnode`` instead of the Python and aiohttp versions;
+- a fast lane: an app may offer ready replies (``QUICK_ANSWERS``, node.runtime.fastlane)
+  that the connection writes itself for the plain requests they answer, while aiohttp
+  has nothing of the connection's in hand; everything else goes to aiohttp as ever.
 
 The deadline is watched by a request handler (aiohttp's ``RequestHandler``, one per
 connection) that knows when a request reaches the application through
@@ -21,6 +24,8 @@ import asyncio
 import logging
 import socket
 import ssl
+import traceback
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -28,12 +33,16 @@ from aiohttp.http import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from node.runtime.conns import ConnectionGate, Refusal, Ticket
+from node.runtime.fastlane import Framing, QuickAnswers, quick_request
 from node.runtime.listen import Acceptor
 from node.runtime.lograte import LogEvery
 from node.runtime.metrics import NodeMetrics
 
 SERVER = "idnode"
 log = logging.getLogger("idnode.http")
+# The ready replies an app offers its connections (set before the app is frozen).
+QUICK_ANSWERS = web.AppKey("idnode.quick_answers", QuickAnswers)
+WRITE_BATCH_BYTES = 64 * 1024  # pipelined fast-lane replies written at once, at most
 
 
 def _plain_reply(status: str, text: str) -> bytes:
@@ -65,6 +74,7 @@ class HttpPolicy:
         self._malformed = metrics.malformed.labels(front)
         self._timeout_log = LogEvery(log, logging.INFO)
         self._malformed_log = LogEvery(log, logging.INFO)
+        self._lane_log = LogEvery(log, logging.ERROR)
 
     def timed_out(self, peer: str | None) -> None:
         self._timed_out.inc()
@@ -85,11 +95,19 @@ class HttpPolicy:
             exc.message,
         )
 
+    def lane_failed(self) -> None:
+        """A bug: the request goes to aiohttp, the connection gives the lane up."""
+        self._lane_log(
+            "%s: the fast lane failed; requests left to aiohttp:\n%s",
+            self.front,
+            traceback.format_exc(),
+        )
+
 
 class GuardedRequestHandler(web.RequestHandler):
     """aiohttp's per-connection protocol, plus the header deadline, quiet 400s, the Server
-    header on the replies aiohttp makes itself, and the connection's ticket returned
-    when it closes."""
+    header on the replies aiohttp makes itself, the connection's ticket returned when it
+    closes, and the fast lane (``lane``: ready replies written here)."""
 
     def __init__(
         self,
@@ -98,6 +116,7 @@ class GuardedRequestHandler(web.RequestHandler):
         loop: asyncio.AbstractEventLoop,
         policy: HttpPolicy,
         ticket: Ticket | None,
+        lane: QuickAnswers | None = None,
         **kwargs: Any,
     ):
         super().__init__(manager, loop=loop, **kwargs)
@@ -107,9 +126,17 @@ class GuardedRequestHandler(web.RequestHandler):
         self._deadline: asyncio.TimerHandle | None = None
         self._in_request = False
         self._partial = False  # bytes of a request not yet handed to the application
+        # The fast lane: None when the app offers none or this connection gave it up.
+        self._lane = lane
+        self._framing = Framing()  # the bytes handed to aiohttp
+        self._answered = 0  # requests aiohttp has answered (of framing.requests)
+        self._peer: str | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        peer = transport.get_extra_info("peername")
+        # As aiohttp's request.remote: who a record from upstream may be sent to.
+        self._peer = str(peer[0]) if isinstance(peer, (list, tuple)) else None
         self._arm()
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -121,11 +148,84 @@ class GuardedRequestHandler(web.RequestHandler):
                 self._ticket.release()
 
     def data_received(self, data: bytes) -> None:
+        lane = self._lane
+        if lane is not None and data and not self._force_close and not self._close:
+            framing = self._framing
+            # aiohttp has nothing in hand: no request unanswered, no partial bytes (a
+            # reply written now cannot overtake one of its own), and no write backlog.
+            if framing.between and framing.requests == self._answered and not self._paused:
+                data = self._answer_quick(lane, data)
+                if not data:
+                    return
+            framing.feed(data)  # from here on, aiohttp's until it has answered all
+            if framing.lost:
+                self._lane = None
         if not self._in_request and data:
             self._partial = True
             if self._deadline is None:
                 self._arm()
         super().data_received(data)
+
+    def _answer_quick(self, lane: QuickAnswers, data: bytes) -> bytes:
+        """Answer the requests at the start of ``data`` that the lane can; the rest,
+        from the first it cannot (or a partial request) on, is returned for aiohttp."""
+        transport = self.transport
+        assert transport is not None
+        prefix, peer, pos, n = lane.prefix, self._peer, 0, len(data)
+        replies: list[bytes] = []  # pipelined replies go out together
+        size = 0
+        while True:
+            end = data.find(b"\r\n\r\n", pos)
+            if end < 0:
+                break
+            request = quick_request(data, pos, end, prefix)
+            if request is None:
+                break
+            try:
+                reply = lane.answer(*request, peer)
+            except Exception:
+                self._lane = None
+                self._policy.lane_failed()
+                break
+            if reply is None:
+                break
+            replies.append(reply)
+            size += len(reply)
+            pos = end + 4
+            if pos == n:
+                break
+            if size >= WRITE_BATCH_BYTES:
+                transport.write(b"".join(replies))
+                replies.clear()
+                size = 0
+                if self._paused:
+                    break  # the client reads slowly: aiohttp waits for it
+        if replies:
+            transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
+        elif not pos:
+            return data
+        # What aiohttp does after each request: the header deadline is off until the
+        # next request's first byte, the keep-alive timer runs from now.
+        self._partial = False
+        self._disarm()
+        close_time = self._clock_loop.time() + self._keepalive_timeout
+        self._next_keepalive_close_time = close_time
+        if self._keepalive_handle is None:
+            self._keepalive_handle = self._clock_loop.call_at(close_time, self._process_keepalive)
+        return data[pos:]
+
+    async def _handle_request(
+        self,
+        request: web.BaseRequest,
+        start_time: float | None,
+        request_handler: Callable[[web.BaseRequest], Awaitable[web.StreamResponse]],
+    ) -> tuple[web.StreamResponse, bool]:
+        resp, reset = await super()._handle_request(request, start_time, request_handler)
+        if reset or not resp.keep_alive:
+            # The connection ends after this reply: nothing may be answered after it.
+            self._lane = None
+        self._answered += 1  # its reply is written: the next may be answered here
+        return resp, reset
 
     def request_started(self) -> None:
         self._in_request = True
@@ -220,8 +320,12 @@ async def serve_http(
         "access_log": None,  # per-request logging costs throughput; metrics count requests
     }
 
+    lane = runner.app.get(QUICK_ANSWERS)
+
     def connection(ticket: Ticket | None) -> asyncio.BaseProtocol:
-        return GuardedRequestHandler(server, loop=loop, policy=policy, ticket=ticket, **options)
+        return GuardedRequestHandler(
+            server, loop=loop, policy=policy, ticket=ticket, lane=lane, **options
+        )
 
     acceptor = Acceptor(
         sock,

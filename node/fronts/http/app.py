@@ -15,12 +15,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from aiohttp import web
 
 from node.fronts.http.errors import ApiError
+from node.fronts.http.fastlane import HotLane
 from node.fronts.http.handles import delete_handle, get_handle, handle_from_path, put_handle
 from node.fronts.http.listing import list_handles, list_prefixes
 from node.fronts.http.openapi import openapi_bytes
 from node.fronts.http.reply import CORS_HEADERS, PREFLIGHT_HEADERS, RC_KEY, Style, error_reply
 from node.fronts.http.services import SERVICES_KEY, HttpServices
-from node.runtime.httpserve import guard_app
+from node.runtime.httpserve import QUICK_ANSWERS, guard_app
 from node.runtime.lograte import LogEvery
 from protocol.codes import ResponseCode as RC
 from registry.errors import DatabaseUnavailable
@@ -96,6 +97,8 @@ def http_app(services: HttpServices, *, extensions: Sequence[Extension] = ()) ->
     )
     guard_app(app)  # header deadline, Server header (node.runtime.httpserve)
     app[SERVICES_KEY] = services
+    if services.hot is not None:  # kept replies, also written by the connections
+        app[QUICK_ANSWERS] = HotLane(services.hot, services.metrics, services.auth.client_address)
     r = app.router
     r.add_get("/api/openapi.json", openapi, name="openapi")
     r.add_get("/api/prefixes", list_prefixes, name="list_prefixes")

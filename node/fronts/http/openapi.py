@@ -438,19 +438,31 @@ def openapi_document() -> dict[str, Any]:
                 _query("doNotRefer", "no prefix referral (RC 100 instead)", FLAG),
                 AT_PARAM,
                 *COMMON,
+                {
+                    "name": "If-None-Match",
+                    "in": "header",
+                    "required": False,
+                    "description": "an ETag of an earlier 200 reply: 304 while it still holds",
+                    "schema": {"type": "string"},
+                },
             ],
             "responses": {
                 "200": {
                     **_json("ResolutionReply", "values (RC 1), or none match (RC 200)"),
                     "headers": {
+                        "ETag": {
+                            "description": "names these exact reply bytes (JSONP included)",
+                            "schema": {"type": "string"},
+                        },
                         "X-Idnode-Signature": {
                             "description": "a record resolved through the tree (a prefix "
                             "served elsewhere): how its signature checked",
                             "schema": {"enum": ["valid", "invalid", "unsigned", "unchecked"]},
-                        }
+                        },
                     },
                 },
                 "300": _json("ResolutionReply", "prefix referral (RC 303)"),
+                "304": {"description": "If-None-Match names the reply's current ETag: no body"},
                 **_errors(400, 401, 403, 404, 429, 500, 502, 503),
             },
         },

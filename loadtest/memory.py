@@ -21,8 +21,8 @@ from loadtest.cache_native import UdpPlan, checks, measure, node, node_parties, 
 from loadtest.harness import NodeProcess, process_tree, rss_bytes, sample_sum, scrape_samples
 from loadtest.udpload import KeyStream, run_udpload
 
-MEMORY_GOAL_BYTES = 1 << 30
-GOAL_RECORDS = 1_000_000  # the goal is RSS <= 1 GiB with this many records cached
+MEMORY_GOAL_BYTES = 900 << 20
+GOAL_RECORDS = 1_000_000  # the goal is RSS <= 900 MiB with this many records cached
 CACHE_BYTES_FOR_MEMORY = 3 << 30  # so that nothing is evicted and every record counts
 MiB = 1 << 20
 
@@ -88,7 +88,12 @@ def miss_and_memory(
         if not fill:
             return rows, notes
         mem = _fill(plan, proc, m.run.next_start, rss_before)
-    per_entry = (mem.rss_after - mem.rss_before) / max(1.0, mem.entries)
+    grown = mem.rss_after - mem.rss_before
+    per_entry = grown / max(1.0, mem.entries)
+    # The byte bound is only as honest as the cache's estimate of what it holds.
+    honesty = (
+        f" ({100 * (mem.cache_bytes / grown - 1):+.0f}% of the RSS it caused)" if grown > 0 else ""
+    )
     projected = ""
     ok: bool | None = mem.rss_after <= MEMORY_GOAL_BYTES and mem.entries >= plan.keys
     if mem.entries < GOAL_RECORDS:  # --quick: the goal is for 1M; say where the slope leads
@@ -105,7 +110,7 @@ def miss_and_memory(
             ok=ok,
             detail=(
                 f"RSS {mem.rss_after / MiB:.0f} MiB (at start {mem.rss_before / MiB:.0f} MiB; {per_entry:.0f} B "
-                f"per record{projected}); cache's own estimate {mem.cache_bytes / MiB:.0f} MiB, evictions "
+                f"per record{projected}); cache's own estimate {mem.cache_bytes / MiB:.0f} MiB{honesty}, evictions "
                 f"{mem.evictions:.0f}; filled at {mem.fill_rate:.0f}/s in {mem.fill_seconds:.0f} s"
             ),
         )

@@ -25,7 +25,11 @@ cannot be reached it is served stale like a registry row, each source tracked ap
 
 Policy. Freshness is the smallest TTL among the record's values, capped; not-found is
 cached for a short TTL (a creation notifies and drops it). Entries and bytes are
-bounded, least recently used out first. Concurrent misses for one key make one read.
+bounded by a clock (second chance): every hit marks its entry used, and eviction takes the
+oldest entry not used since the clock's hand last passed it, clearing the marks it passes.
+That is least-recently-used near enough, for an attribute store per hit where an LRU list
+moves a node (and costs 50 bytes an entry more). Concurrent misses for one key make one
+read.
 
 Serve-stale (RFC 8767). A caller waits for a read at most its client timeout (``get``'s
 ``timeout_s``); the read goes on without it, once per handle however many callers gave
@@ -44,15 +48,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from protocol.codes import TTLType
 from protocol.valuecodec import decode_values
 from protocol.values import HandleValue
+from protocol.wirescan import ttls
 from registry.errors import DatabaseUnavailable
 from registry.rows import RawRecord
 
@@ -62,11 +67,22 @@ FIRST = asyncio.FIRST_COMPLETED
 # A source going down (or coming back) is logged at most this often, in seconds.
 LOG_EVERY_S = 10.0
 
-# CPython cost of an entry beyond its payload (the OrderedDict node, the Entry, its
-# expiry, object headers), and of a kept reply beyond its payload (the map slot, the
-# reply object), measured with 1e5 entries: the byte bound tracks the RSS.
-ENTRY_OVERHEAD = 380
-REPLY_OVERHEAD = 220
+# What the cache's structures cost beyond their payload bytes (key, values, shapes, a
+# reply's own bytes), measured with loadtest/memory_inproc.py: 1e5-1e6 records of 573
+# bytes, each with its native reply; the estimate is within a few percent of the RSS
+# they cause (tests/node/resolution/cache/test_memory.py), so the byte bound is one on
+# memory. An entry (~250): the Entry (96), its key's string header (49, to 16), its
+# values' bytes header and malloc's rounding (33 + ~18), its slot in the entries dict
+# (31-38) and in the clock's hand (8). A kept reply (~200): the front's reply object
+# (80), the headers of its shape's and of its own bytes (2 x 33, to 16), its slot in
+# the front's map (31-38).
+ENTRY_OVERHEAD = 250
+REPLY_OVERHEAD = 200
+# A registered spelling other than the key: a string of its own.
+STRING_OVERHEAD = 56
+# Expiries are rounded down to this (seconds) so that the entries filled in one burst
+# share one float object (32 bytes each otherwise).
+EXPIRY_STEP = 1 / 64
 # More shapes than this per handle (index/type combinations) are answered, not cached:
 # a client cycling through filters must not grow one entry without bound.
 MAX_REPLIES_PER_ENTRY = 8
@@ -112,38 +128,37 @@ class CachePolicy:
 class Entry:
     """One handle as stored (or known absent), and the replies kept against it. It
     reads like a ``RawRecord`` (``handle``, ``wire``, ``version``, ``decoded``): a million
-    of these are the cache, so there is no second object per row."""
+    of these are the cache, so there is no second object per row, and no slot to spare
+    (eight slots take the 96 bytes seven do, a ninth 16 more)."""
 
-    __slots__ = (
-        "expires",
-        "foreign",
-        "handle",
-        "key",
-        "live",
-        "replies",
-        "signature",
-        "version",
-        "wire",
-    )
+    __slots__ = ("expires", "foreign", "handle", "live", "replies", "used", "version", "wire")
 
     def __init__(self, key: str, raw: RawRecord | None, expires: float, foreign: bool = False):
-        self.key = key
-        # Registered spellings are usually the key itself: share the string.
+        # Registered spellings are usually the key itself: share the string. (The key is
+        # the entries dict's; the entry needs none of its own.)
         self.handle = key if raw is None or raw.handle == key else raw.handle
         self.wire = raw.wire if raw is not None else None  # None: the handle does not exist
         self.version = raw.version if raw is not None else 0
         self.expires = expires  # monotonic seconds
-        self.live = True
-        # Flat (map, shape, map, shape...): a tuple of two costs less than a list of one
-        # pair, times a million entries.
-        self.replies: tuple[Any, ...] | None = None
-        # Fetched from upstream (node.resolution.forward), not read from the registry:
-        # no notification ever invalidates it, so its TTL alone bounds it, and a front
-        # serves it only to clients allowed recursion.
-        self.foreign = foreign
-        # For a foreign record: how its signature checked ("valid", "invalid", "unsigned",
-        # "unchecked"); None for a local one.
-        self.signature: str | None = getattr(raw, "signature", None)
+        self.live = True  # the entry for its key, not replaced or dropped since
+        # Hit since the clock's hand last passed (RecordCache._victim).
+        self.used = False
+        # The shapes of the replies the fronts keep against it (in their maps): one
+        # bytes, or a tuple of them when there are several (a tuple costs 64 bytes,
+        # times a million entries).
+        self.replies: bytes | tuple[bytes, ...] | None = None
+        # None: read from the registry. Fetched from upstream (node.resolution.forward):
+        # how its signature checked ("valid", "invalid", "unsigned", "unchecked"). No
+        # notification ever invalidates such an entry, so its TTL alone bounds it, and a
+        # front serves it only to clients allowed recursion. (Rare: one slot for both.)
+        self.foreign: str | None = None
+        if foreign:
+            self.foreign = getattr(raw, "signature", None) or "unchecked"
+
+    @property
+    def signature(self) -> str | None:
+        """How a record from upstream checked (``ForeignRecord.signature``); None here."""
+        return self.foreign
 
     @property
     def raw(self) -> Entry | None:
@@ -152,16 +167,14 @@ class Entry:
     def decoded(self) -> tuple[HandleValue, ...]:
         return decode_values(self.wire) if self.wire is not None else ()
 
-    def nbytes(self) -> int:
-        own = ENTRY_OVERHEAD + len(self.key) + len(self.wire or b"")
-        if self.handle is not self.key:
-            own += len(self.handle)
-        replies = self.replies or ()
-        for i in range(0, len(replies), 2):
-            kept = replies[i].get(replies[i + 1])
-            if kept is not None:
-                own += REPLY_OVERHEAD + len(replies[i + 1]) + kept.nbytes()
-        return own
+    def shapes(self) -> tuple[bytes, ...]:
+        """The shapes of its kept replies, each once."""
+        replies = self.replies
+        if replies is None:
+            return ()
+        if isinstance(replies, bytes):
+            return (replies,)
+        return tuple(dict.fromkeys(replies))
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +273,16 @@ class RecordCache:
         self.policy = policy
         self.monotonic = monotonic
         self.clock = clock  # wall clock, for values with an absolute TTL
-        self.entries: OrderedDict[str, Entry] = OrderedDict()
+        # In insertion order: the order the clock's hand goes round in.
+        self.entries: dict[str, Entry] = {}
         self.bytes = 0
+        # The clock's hand (``_victim``): the keys in the order it meets them (a snapshot
+        # of the entries' order, taken each time round), where it stands, and how many
+        # keys were dropped since the snapshot (left in it, to be skipped).
+        self._hand: list[str] = []
+        self._at = 0
+        self._gone = 0
+        self._expiries: dict[float, float] = {}
         self.coherent = False  # until the listener is connected
         self.stats = CacheStats()
         self._maps: dict[str, ReplyMap] = {}
@@ -283,7 +304,7 @@ class RecordCache:
         now = self.monotonic()
         entry = self.entries.get(key)
         if entry is not None and (self.coherent or entry.foreign) and entry.expires > now:
-            self.entries.move_to_end(key)
+            entry.used = True
             self.stats.hits += 1
             if entry.wire is None:
                 self.stats.negative_hits += 1
@@ -384,10 +405,14 @@ class RecordCache:
             source.reads -= 1
             del self._flights[key]
         self._up(source)
-        values = raw.decoded() if raw is not None else None
+        # Freshness read in place (protocol.wirescan): values are decoded by whoever needs
+        # them as objects, not here; a record the scan cannot read is decoded (and its
+        # error raised) here, as before.
+        timings = ttls(raw.wire) if raw is not None else None
+        values = raw.decoded() if raw is not None and timings is None else None
         if not foreign and (flight.poisoned or not self.coherent):
             return Lookup(raw, None, values=values)
-        ttl = self._ttl(values)
+        ttl = self._ttl(values) if timings is None else self._ttl_of(timings)
         if ttl <= 0:
             self._drop(key)
             return Lookup(raw, None, values=values)
@@ -402,6 +427,18 @@ class RecordCache:
             return None
         self.stats.stale_served += 1
         return Lookup(entry.raw, None, stale=True)
+
+    def _ttl_of(self, timings: list[tuple[int, int]]) -> float:
+        """``_ttl`` from (TTL type, TTL) pairs (``protocol.wirescan.ttls``)."""
+        ttl = self.policy.ttl_cap_s
+        wall = None
+        for ttl_type, value_ttl in timings:
+            if ttl_type == TTLType.ABSOLUTE:
+                wall = self.clock() if wall is None else wall
+                ttl = min(ttl, value_ttl - wall)
+            else:
+                ttl = min(ttl, value_ttl)
+        return ttl
 
     def _ttl(self, values: tuple[HandleValue, ...] | None) -> float:
         if values is None:
@@ -419,12 +456,24 @@ class RecordCache:
     # -- storing -------------------------------------------------------------------
 
     def _insert(self, key: str, raw: RawRecord | None, ttl: float, foreign: bool = False) -> Entry:
-        self._drop(key)
-        entry = Entry(key, raw, self.monotonic() + ttl, foreign)
+        refilled = self._drop(key)
+        entry = Entry(key, raw, self._expiry(self.monotonic() + ttl), foreign)
+        # A refill (expired, or stale) was asked for again: used. Its key may still be
+        # ahead of the hand at its old place, where a new entry would go first.
+        entry.used = refilled
         self.entries[key] = entry
-        self.bytes += entry.nbytes()
+        self.bytes += self._cost(key, entry)
         self._evict()
         return entry
+
+    def _expiry(self, at: float) -> float:
+        """``at``, rounded down to EXPIRY_STEP: one float object for all the entries
+        filled at once with the same TTL."""
+        at = math.floor(at / EXPIRY_STEP) * EXPIRY_STEP
+        shared = self._expiries.setdefault(at, at)
+        if len(self._expiries) > 64:
+            self._expiries.clear()
+        return shared
 
     def reply_map(self, front: str) -> ReplyMap:
         """The map a front keeps its ready-to-send replies in: shape -> ``Kept``."""
@@ -435,12 +484,15 @@ class RecordCache:
         while its entry is the live one for its handle and the cache is coherent."""
         if not entry.live or not (self.coherent or entry.foreign) or shape in replies:
             return False
-        if entry.replies is None:
-            entry.replies = (replies, shape)
-        elif len(entry.replies) >= 2 * MAX_REPLIES_PER_ENTRY:
+        shapes = entry.replies
+        if shapes is None:
+            entry.replies = shape
+        elif isinstance(shapes, bytes):
+            entry.replies = (shapes, shape)
+        elif len(shapes) >= MAX_REPLIES_PER_ENTRY:
             return False
         else:
-            entry.replies += (replies, shape)
+            entry.replies = (*shapes, shape)
         reply.entry = entry
         replies[shape] = reply
         self.bytes += REPLY_OVERHEAD + len(shape) + reply.nbytes()
@@ -448,29 +500,75 @@ class RecordCache:
         return entry.live
 
     def touch(self, entry: Entry) -> None:
-        """A front served a reply from ``entry``: most recently used now."""
-        self.entries.move_to_end(entry.key)
+        """A front served a reply from ``entry``: used since the clock's hand passed."""
+        entry.used = True
+
+    def _kept(self, entry: Entry) -> Iterator[tuple[ReplyMap, bytes, Kept]]:
+        """The replies kept against ``entry``: (map, shape, reply)."""
+        for shape in entry.shapes():
+            for replies in self._maps.values():
+                kept = replies.get(shape)
+                if kept is not None and kept.entry is entry:
+                    yield replies, shape, kept
+
+    def _cost(self, key: str, entry: Entry) -> int:
+        """The memory ``entry`` holds, its kept replies included (an estimate: see
+        ENTRY_OVERHEAD): what the byte bound counts."""
+        own = ENTRY_OVERHEAD + len(key) + len(entry.wire or b"")
+        if entry.handle != key:
+            own += STRING_OVERHEAD + len(entry.handle)
+        for _, shape, kept in self._kept(entry):
+            own += REPLY_OVERHEAD + len(shape) + kept.nbytes()
+        return own
 
     def _evict(self) -> None:
         p = self.policy
-        while self.entries and (len(self.entries) > p.max_entries or self.bytes > p.max_bytes):
-            _, entry = self.entries.popitem(last=False)
-            self._unlink(entry)
+        entries = self.entries
+        while entries and (len(entries) > p.max_entries or self.bytes > p.max_bytes):
+            key = self._victim()
+            self._unlink(key, entries.pop(key))
             self.stats.evictions += 1
 
-    def _unlink(self, entry: Entry) -> None:
+    def _victim(self) -> str:
+        """The key of the next entry, in the order the hand goes round, not used since
+        the hand last passed it; the used ones it passes get a second chance (their
+        mark cleared). Amortised O(1): each step clears a mark a hit set, or skips a key
+        dropped since the snapshot, or ends at the victim."""
+        entries = self.entries
+        while True:
+            if self._at >= len(self._hand):
+                # Round again: the entries as they are now, oldest first. (A dict cannot
+                # be iterated while it changes, nor resumed where one left off.)
+                self._hand, self._at, self._gone = list(entries), 0, 0
+            key = self._hand[self._at]
+            self._at += 1
+            entry = entries.get(key)
+            if entry is None:
+                continue  # dropped since the snapshot
+            if entry.used:
+                entry.used = False
+                continue
+            return key
+
+    def _unlink(self, key: str, entry: Entry) -> None:
         entry.live = False
-        self.bytes -= entry.nbytes()
-        replies = entry.replies
-        if replies:
-            for i in range(0, len(replies), 2):
-                replies[i].pop(replies[i + 1], None)
+        self.bytes -= self._cost(key, entry)
+        for replies, shape, _ in list(self._kept(entry)):
+            del replies[shape]
 
     def _drop(self, key: str) -> bool:
         entry = self.entries.pop(key, None)
         if entry is None:
             return False
-        self._unlink(entry)
+        self._unlink(key, entry)
+        # Keys dropped stay in the hand's snapshot until it passes them: past half of
+        # what is left of it, leave out the dropped ones at once (their strings are
+        # held there otherwise, however long until the next eviction).
+        self._gone += 1
+        ahead = len(self._hand) - self._at
+        if self._gone > 256 and 2 * self._gone > ahead:
+            self._hand = [k for k in self._hand[self._at :] if k in self.entries]
+            self._at, self._gone = 0, 0
         return True
 
     # -- coherence -----------------------------------------------------------------
@@ -500,7 +598,8 @@ class RecordCache:
             entry.replies = None
         for replies in self._maps.values():
             replies.clear()
-        self.bytes = sum(e.nbytes() for e in self.entries.values())
+        self._hand, self._at, self._gone = [], 0, 0
+        self.bytes = sum(self._cost(k, e) for k, e in self.entries.items())
         self.stats.flushes += 1
 
     def set_coherent(self, coherent: bool) -> None:
@@ -517,7 +616,7 @@ class RecordCache:
                 entry.replies = None
             for replies in self._maps.values():
                 replies.clear()
-            self.bytes = sum(e.nbytes() for e in self.entries.values())
+            self.bytes = sum(self._cost(k, e) for k, e in self.entries.items())
 
     def invalidated(self, key: str) -> asyncio.Future[None]:
         """A future done at the next invalidation of ``key`` (tests and the lag

@@ -169,10 +169,10 @@ def pick_rolls(identifiers: int, hot: int | None, rng: random.Random) -> list[in
     return [rng.choice(hot_set) for _ in range(MAX_REQUEST_LINES)]
 
 
-def resolution_request(handle: str) -> bytes:
+def resolution_request(handle: str, types: tuple[str, ...] = ()) -> bytes:
     # Request id 1: udpblast rewrites it (envelope offset 8, 4 bytes) per request.
     header = Header(OpCode.RESOLUTION, flags=REQUEST_FLAGS, expiration=int(time.time()) + 43_200)
-    return encode(Message(Envelope(request_id=1), header, ResolutionRequest(handle)))
+    return encode(Message(Envelope(request_id=1), header, ResolutionRequest(handle, (), types)))
 
 
 def write_requests(path: Path, rolls: list[int]) -> None:

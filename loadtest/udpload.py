@@ -44,6 +44,7 @@ class KeyStream:
     start: int = 0  # perm: index in the permutation to begin at
     count: int = 0  # send at most this many requests, then stop (0: until the time is up)
     seed: int = 1
+    types: tuple[str, ...] = ()  # the request's type filter (() asks for every value)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -59,9 +60,9 @@ class LoadResult:
     next_start: int  # perm: where a following run continues without repeating a key
 
 
-def template() -> tuple[str, int]:
+def template(types: tuple[str, ...] = ()) -> tuple[str, int]:
     """(hex request for roll 0, byte offset of its roll-number digits)."""
-    request = resolution_request(roll_handle(0))
+    request = resolution_request(roll_handle(0), types)
     digits = roll_handle(0)[-KEY_DIGITS:].encode()
     offset = request.find(roll_handle(0).encode()) + len(roll_handle(0)) - KEY_DIGITS
     if request[offset : offset + KEY_DIGITS] != digits or request.count(digits) != 1:
@@ -79,7 +80,7 @@ def run_udpload(
     sockets: int = 1,
     cpu: int | None = None,
 ) -> LoadResult:
-    hex_request, offset = template()
+    hex_request, offset = template(stream.types)
     args = [
         *taskset(cpu),
         str(binary),

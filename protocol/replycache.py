@@ -14,6 +14,11 @@ Requests that carry a credential or ask for a certified reply (CERT) have no sha
 a signature covers the expiration (and, from 2.7, the request id), which ``fit``
 patches, so they are answered on the full path. There, below 2.7, a signature made for
 the same signed bytes is reused (``protocol.msgsign.SignatureMemo``).
+
+``request_key`` is a cheaper stand-in for the shape on a front's hot path: every byte of
+the request but its ids and expiration, checked nowhere. Requests with equal keys have
+equal shapes (or none), so a front that remembers which shape a key had skips both the
+checks and the slicing of ``resolution_shape``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .codes import OpCode, OpFlag
-from .message import ENVELOPE_BYTES, EXPIRATION_OFFSET, HEADER_BYTES
+from .message import ENVELOPE_BYTES, EXPIRATION_OFFSET, HEADER_BYTES, SEQUENCE_OFFSET
 from .negotiate import REPLY_LIFETIME_S
 
 _U32 = struct.Struct(">I")
@@ -61,6 +66,19 @@ def resolution_shape(data: bytes) -> bytes | None:
     ):
         return None
     return data[0:4] + data[_OPCODE_AT + 4 : EXPIRATION_OFFSET] + data[_BODY_AT : n - 4]
+
+
+_IDS_AT = 4  # session id, request id: up to the sequence number
+_EXPIRATION_END = EXPIRATION_OFFSET + 4
+
+
+def request_key(data: bytes) -> bytes:
+    """``data`` without its session id, request id and expiration: what a request that
+    has a shape (``resolution_shape``) shares with every request of that same shape, and
+    with no other. Two requests with equal keys have the same length and the same bytes
+    at every position ``resolution_shape`` checks or keeps, so either both have no shape
+    or both have the same one. Nothing is checked here: any bytes have a key."""
+    return data[:_IDS_AT] + data[SEQUENCE_OFFSET:EXPIRATION_OFFSET] + data[_EXPIRATION_END:]
 
 
 class ReplyTemplate:

@@ -4,7 +4,9 @@ source network, the rest dropped and counted, so a flood cannot queue unbounded 
 nor take every slot from other clients. Replies longer than one datagram are
 fragmented into 512-byte datagrams, as the reference Java client expects.
 
-Cache hits are answered synchronously in ``datagram_received``, without a task.
+Cache hits are answered synchronously in ``datagram_received``, without a task; one
+repeated within the same second goes out from the datagrams kept ready at its first
+(node.fronts.native.ready), with only its ids patched in.
 
 A UDP source can be spoofed, so what a request can make the node send is bounded
 (docs/protocol.md, "What the node does over UDP"): a reply over ``udp_max_reply_bytes``
@@ -19,11 +21,13 @@ never started.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import struct
 import time
+from bisect import bisect_left
 from collections.abc import Callable
-from time import perf_counter
+from typing import Any
 
 from node.fronts.native.frames import messages
 from node.fronts.native.handler import NativeHandler
@@ -35,13 +39,29 @@ from node.fronts.native.overcap import (
     wire_bytes,
 )
 from node.fronts.native.peer import Peer, sockaddr
+from node.fronts.native.ready import (
+    BODY_AT,
+    IDS_AT,
+    IDS_END,
+    MIDDLE_AT,
+    READY_MAX,
+    READY_MAX_BYTES,
+    Ready,
+    prepared,
+)
+from node.fronts.native.segments import MAX_SEGMENTS, segment_at
+from node.resolution.cache.records import ReplyMap
+from node.resolution.cache.stats import HIT_BUCKETS_S
 from node.runtime.metrics import NodeMetrics
 from node.runtime.sources import Holdings, RateLimiter, SourceKeys, peer_keys
 from node.settings import Settings
 from protocol.codes import ResponseCode
 from protocol.errors import ProtocolError
 from protocol.fragment import MAX_DATAGRAM_BYTES, Reassembler, fragment_encoded
-from protocol.message import ENVELOPE_BYTES, LENGTH_OFFSET
+from protocol.message import (
+    ENVELOPE_BYTES,
+    LENGTH_OFFSET,
+)
 from protocol.replycache import resolution_shape
 
 log = logging.getLogger("idnode.native")
@@ -50,6 +70,7 @@ _CREDENTIAL_BYTES = 4  # the empty credential a cached reply ends with, after it
 _ERROR = int(ResponseCode.ERROR)
 # Limits hit under a flood are logged at most this often each (the counters count).
 LOG_EVERY_S = 60.0
+_EXEMPT_MAX = 65_536  # exempt hosts remembered (as SourceKeys bounds its memo)
 
 
 class UdpFront(asyncio.DatagramProtocol):
@@ -113,13 +134,21 @@ class UdpFront(asyncio.DatagramProtocol):
         # The hot path, answered here, synchronously, without a task: what it touches,
         # bound once (every attribute lookup saved is measurable at 50k replies/s).
         self._replies = handler.replies
-        self._touch = cache.entries.move_to_end if cache is not None else None
         self._monotonic = cache.monotonic if cache is not None else time.monotonic
         self._wall = handler.clock
         self._stats = handler.front_stats["udp"]
         self._hits = self._stats.hits
+        self._latency = self._stats.counts
         self._recurses = handler.may_recurse
         self._source_of = self.sources.key
+        # Replies hit in the wall clock's second [_ready_from, _ready_until), ready to
+        # send again, by the body part of their request key: cleared when it changes.
+        self._ready: dict[bytes, Ready] = {}
+        self._ready_from = self._ready_until = 0.0
+        self._ready_bytes = 0
+        self._segments = 1  # until connection_made knows better
+        # Hosts in rate_limit_exempt_networks seen so far: no source key to look up.
+        self._exempt: set[str] = set()
         # None when replies are not rate-limited at all: the hot path skips the lookup.
         self._allow = self.reply_rate.allow if settings.udp_rrl_replies_per_s else None
         self._overloaded = metrics.dropped.labels("udp", "overload").inc
@@ -127,41 +156,51 @@ class UdpFront(asyncio.DatagramProtocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._sendto = transport.sendto  # type: ignore[attr-defined]
+        # Datagrams one sendto may carry (node.fronts.native.segments): every datagram
+        # this front sends is 512 bytes or less, so only ready replies, sent whole, are cut.
+        self._segments = MAX_SEGMENTS if segment_at(transport, MAX_DATAGRAM_BYTES) else 1
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         # Cache hits are answered even while closing: they cost no task, and during a
         # rolling restart (SO_REUSEPORT) this socket still gets its share until closed.
         replies = self._replies
         if replies:
-            shape = resolution_shape(data)
-            hit = replies.get(shape) if shape is not None else None
-            if (
-                hit is not None
-                and hit.entry.expires > self._monotonic()
-                # A record from upstream goes only to clients allowed recursion.
-                and (not hit.entry.foreign or self._recurses(addr[0]))
-            ):
-                started = perf_counter()
-                allow = self._allow
-                if allow is not None:
-                    source = self._source_of(addr[0])
-                    if source is not None and not allow(source, self.clock()):
-                        self._over_rate(data, addr, source)
+            # A request key's part from byte 40 on, looked up; the rest is compared.
+            body = data[BODY_AT:]
+            ready = self._ready.get(body)
+            if ready is not None:
+                lead, middle, shape, kept, entry, reply_lead, joined, parts, rc = ready
+                now = self._wall()
+                started = self._monotonic()  # also what the hit took is measured from
+                if (
+                    data.startswith(middle, MIDDLE_AT)
+                    and data.startswith(lead)
+                    and replies.get(shape) is kept  # not invalidated, evicted nor replaced
+                    and self._ready_from <= now < self._ready_until
+                    and entry.expires > started
+                    # A record from upstream goes only to clients allowed recursion.
+                    and (not entry.foreign or self._recurses(addr[0]))
+                ):
+                    if (
+                        self._allow is not None
+                        and addr[0] not in self._exempt
+                        and self._limited(data, addr)
+                    ):
                         return
-                self._touch(hit.entry.key)  # type: ignore[misc]
-                tail = hit.tail
-                size = len(hit.head) + (0 if tail is None else len(tail) + _CREDENTIAL_BYTES)
-                rc = hit.rc
-                if size <= self._one_datagram:
-                    self._sendto(hit.fit(data, self._wall()), addr)
-                elif size <= self._largest_reply:
-                    for datagram in fragment_encoded(hit.fit(data, self._wall())):
-                        self._sendto(datagram, addr)
-                else:
-                    rc = _ERROR  # counted as sent: the small RC 2
-                    self._send_too_large(data, addr)
-                self._hits[rc] = self._hits.get(rc, 0) + 1
-                self._stats.observe(perf_counter() - started)
+                    entry.used = True  # the cache's clock: used since its hand passed
+                    # Every datagram of the reply starts with these 12 bytes.
+                    ids = reply_lead + data[IDS_AT:IDS_END]
+                    if joined:  # one datagram, or all of them cut by the kernel
+                        self._sendto(ids.join(parts), addr)
+                    else:
+                        for rest in parts:
+                            self._sendto(ids + rest, addr)
+                    self._hits[rc] += 1
+                    elapsed = self._monotonic() - started  # FrontStats.observe, inlined
+                    self._latency[bisect_left(HIT_BUCKETS_S, elapsed)] += 1
+                    self._stats.total += elapsed
+                    return
+            if self._hit(replies, data, addr, body):
                 return
         if self.closing:
             return  # shutting down: in-flight requests finish, new ones are not taken
@@ -201,6 +240,77 @@ class UdpFront(asyncio.DatagramProtocol):
         task = asyncio.get_running_loop().create_task(self._answer(data, addr, source))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _hit(self, replies: ReplyMap, data: bytes, addr: tuple[str, int], body: bytes) -> bool:
+        """Answer ``data`` from the reply cache if it holds a fresh reply to it (False:
+        take the full path), and keep the datagrams sent ready for this second."""
+        shape = resolution_shape(data)
+        if shape is None:
+            return False
+        hit = replies.get(shape)
+        if hit is None:
+            return False
+        entry = hit.entry
+        started = self._monotonic()
+        if entry.expires <= started or (entry.foreign and not self._recurses(addr[0])):
+            return False
+        if self._allow is not None and addr[0] not in self._exempt and self._limited(data, addr):
+            return True
+        entry.used = True
+        tail = hit.tail
+        size = len(hit.head) + (0 if tail is None else len(tail) + _CREDENTIAL_BYTES)
+        rc = hit.rc
+        if size <= self._largest_reply or size <= self._one_datagram:
+            now = self._wall()
+            reply = hit.fit(data, now)
+            datagrams = [reply] if size <= self._one_datagram else fragment_encoded(reply)
+            for datagram in datagrams:
+                self._sendto(datagram, addr)
+            if hit.digest is None:  # else each request's own digest: fitted every time
+                self._keep_ready(body, data, shape, hit, datagrams, rc, now)
+        else:
+            rc = _ERROR  # counted as sent: the small RC 2
+            self._send_too_large(data, addr)
+        self._hits[rc] = self._hits.get(rc, 0) + 1
+        self._stats.observe(self._monotonic() - started)
+        return True
+
+    def _keep_ready(
+        self,
+        body: bytes,
+        request: bytes,
+        shape: bytes,
+        hit: Any,
+        datagrams: list[bytes | bytearray],
+        rc: int,
+        now: float,
+    ) -> None:
+        """Keep the datagrams just sent to ``request`` ready for the rest of this second."""
+        if not self._ready_from <= now < self._ready_until:
+            self._ready.clear()  # a new second: every expiration stamped changes
+            self._ready_bytes = 0
+            second = int(now)  # as ReplyTemplate.fit stamps it
+            self._ready_from, self._ready_until = second, second + 1
+        if len(self._ready) < READY_MAX and self._ready_bytes < READY_MAX_BYTES:
+            self._ready[body], size = prepared(request, shape, hit, datagrams, rc, self._segments)
+            self._ready_bytes += size
+
+    def _limited(self, data: bytes, addr: tuple[str, int]) -> bool:
+        """Whether a cache hit for ``addr`` is over its network's reply rate (then
+        handled: dropped or slipped). Exempt hosts are remembered, so that loopback
+        costs the hot path one set lookup."""
+        assert self._allow is not None
+        host = addr[0]
+        source = self._source_of(host)
+        if source is None:
+            if len(self._exempt) >= _EXEMPT_MAX:
+                self._exempt.clear()
+            self._exempt.add(host)
+            return False
+        if self._allow(source, self.clock()):
+            return False
+        self._over_rate(data, addr, source)
+        return True
 
     async def _answer(self, data: bytes, addr: tuple[str, int], source: str | None) -> None:
         try:
@@ -264,6 +374,17 @@ class UdpFront(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP errors for earlier replies (the client went away): nothing to do.
         self.metrics.dropped.labels("udp", "send_error").inc()
+        if self._segments > 1 and isinstance(exc, OSError) and exc.errno == errno.EIO:
+            # The kernel would not cut a reply into datagrams on some route: send them
+            # one by one from now on (node.fronts.native.segments).
+            self._segments = 1
+            self._ready.clear()
+            self._ready_bytes = 0
+            if self.transport is not None:
+                segment_at(self.transport, 0)
+            log.warning(
+                "UDP segmentation offload refused (%s): replies sent datagram by datagram", exc
+            )
 
     async def drain(self, timeout_s: float) -> None:
         if self._tasks:

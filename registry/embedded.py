@@ -9,6 +9,8 @@ that is killed with -9; the next node finds it through `postmaster.pid` and adop
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import importlib.util
 import math
@@ -18,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
@@ -120,6 +123,12 @@ def server_major(bin_dir: Path) -> int | None:
         return None
     match = re.search(r"\b(\d+)(?:\.\d+)?", out)
     return int(match.group(1)) if match else None
+
+
+def program_dirs(search_path: str | None = None, lib_root: Path = _DEBIAN_ROOT) -> list[Path]:
+    """Where PostgreSQL's programs may be, in `find_bin_dir`'s order of preference (for
+    the client programs: pg_dump, pg_restore, psql)."""
+    return _candidate_bin_dirs(search_path, lib_root, include_pgserver=True)
 
 
 def _candidate_bin_dirs(
@@ -255,20 +264,24 @@ class EmbeddedPostgres:
         self._check_cluster_owner()
         self._make_server_dir(self.socket_dir)
         self._make_server_dir(self.log_path.parent)
-        self._write_server_conf(self.cluster_dir)
-        while True:
-            if self._adopt(deadline):
-                return
-            outcome = self._pg_ctl_start(deadline)
-            if outcome is None:
-                return
-            # Backends of a postmaster killed with -9 can linger for a moment with the old
-            # shared memory attached; postgres refuses to start until they are gone.
-            if "is still in use" not in outcome or time.monotonic() >= deadline:
-                raise EmbeddedServerError(
-                    f"PostgreSQL did not start in {self.cluster_dir}: {outcome} (log: {self.log_path})"
-                )
-            time.sleep(_POLL_S)
+        # One starter at a time: the node's supervisor and an operator's command may both
+        # be bringing a dead server back; the second then adopts what the first started
+        # (and leaves its configuration alone while it reads it).
+        with self._start_lock(deadline):
+            self._write_server_conf(self.cluster_dir)
+            while True:
+                if self._adopt(deadline):
+                    return
+                outcome = self._pg_ctl_start(deadline)
+                if outcome is None:
+                    return
+                # Backends of a postmaster killed with -9 can linger for a moment with the
+                # old shared memory attached; postgres refuses to start until they are gone.
+                if "is still in use" not in outcome or time.monotonic() >= deadline:
+                    raise EmbeddedServerError(
+                        f"PostgreSQL did not start in {self.cluster_dir}: {outcome} (log: {self.log_path})"
+                    )
+                time.sleep(_POLL_S)
 
     def stop(self, mode: StopMode = "fast", timeout_s: float = 30.0) -> None:
         """Stop the server if it runs; `fast` rolls back open transactions and disconnects."""
@@ -284,6 +297,31 @@ class EmbeddedPostgres:
             )
 
     # -- starting --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _start_lock(self, deadline: float) -> Iterator[None]:
+        """An flock on `data_dir/postgres-start.lock` while starting. O_CLOEXEC: the
+        postmaster that pg_ctl leaves behind must not inherit it."""
+        fd = os.open(self._start_lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise EmbeddedServerError(
+                            f"another process has been starting PostgreSQL in {self.cluster_dir} "
+                            f"for too long (it holds {self._start_lock_path})"
+                        ) from None
+                    time.sleep(_POLL_S)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    @property
+    def _start_lock_path(self) -> Path:
+        return self._data_dir / "postgres-start.lock"
 
     def _adopt(self, deadline: float) -> bool:
         """Wait for an already-running postmaster to be ready; False if there is none."""
@@ -355,11 +393,22 @@ class EmbeddedPostgres:
             "unix_socket_permissions = 0700\n"
         )
         path = cluster_dir / "idnode.conf"
-        path.write_text(conf, encoding="utf-8")
-        path.chmod(0o600)
         user = self._user
+        try:
+            if path.read_text(encoding="utf-8") == conf and (
+                user is None or path.stat().st_uid == user.uid
+            ):
+                return  # as it should be: a server starting now may be reading it
+        except (FileNotFoundError, UnicodeDecodeError):
+            pass
+        # Replaced whole, never truncated in place: a postmaster reading a half-written
+        # file would listen somewhere else.
+        scratch = path.with_name("idnode.conf.new")
+        scratch.write_text(conf, encoding="utf-8")
+        scratch.chmod(0o600)
         if user is not None:
-            os.chown(path, user.uid, user.gid)
+            os.chown(scratch, user.uid, user.gid)
+        scratch.replace(path)
 
     def _rotate_log(self) -> None:
         # pg_ctl -l only ever appends; keep one previous file so the log cannot grow forever.
@@ -420,6 +469,12 @@ class EmbeddedPostgres:
                 f"{explicit} lacks initdb, pg_ctl or postgres; {_HOW_TO_INSTALL}"
             )
         return explicit.absolute()
+
+    @property
+    def bin_dir(self) -> Path:
+        """The programs that run this cluster (their version made it); their pg_dump and
+        psql match the server exactly."""
+        return self._bin
 
     def _program(self, name: str) -> str:
         return str(self._bin / name)

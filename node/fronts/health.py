@@ -1,8 +1,10 @@
 """The health port: /healthz (process up), /readyz (registry reachable), /metrics.
 
-``/readyz`` says in words what is down (``registry unreachable at socket
-/var/lib/idnode/run/.s.PGSQL.5432: ...``), so an operator reading a probe failure knows
-where to look.
+``/readyz`` says in words what is down, so an operator reading a probe failure knows
+where to look: ``registry: embedded PostgreSQL not running, restart 3 in 4 s`` while
+the node restarts its embedded server (node.runtime.supervise), else ``registry
+unreachable at socket /var/lib/idnode/run/.s.PGSQL.5432 (database idnode): connection
+refused`` (registry.outage); never an exception's repr.
 
 The port listens on ``admin_bind`` (loopback by default), not with the API: metrics
 tell an attacker how the node is doing under the attack. With ``metrics_token_file``
@@ -22,7 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from node.errors import NodeError
 from node.runtime.httpserve import guard_app
 from node.runtime.metrics import NodeMetrics
+from node.runtime.supervise import EmbeddedSupervisor
 from registry.errors import RegistryError
+from registry.outage import driver_error, unreachable
 from registry.store import Registry
 
 BEARER = "Bearer "
@@ -46,6 +50,7 @@ def health_app(
     timeout_s: float,
     *,
     metrics_token: str | None = None,
+    embedded: EmbeddedSupervisor | None = None,
 ) -> web.Application:
     expected = (BEARER + metrics_token).encode() if metrics_token is not None else None
 
@@ -53,15 +58,19 @@ def health_app(
         return web.json_response({"status": "ok"})
 
     async def readyz(request: web.Request) -> web.Response:
-        try:
-            await asyncio.wait_for(registry.ping(), timeout_s)
-        except TimeoutError:
-            reason = f"registry at {registry.target} did not answer within {timeout_s:g} s"
-        except RegistryError as exc:
-            reason = exc.message
+        down = embedded.status_words() if embedded is not None else None
+        if down is not None:
+            reason = f"registry: {down}"
         else:
-            metrics.ready.set(1)
-            return web.json_response({"status": "ready"})
+            try:
+                await asyncio.wait_for(registry.ping(), timeout_s)
+            except TimeoutError:
+                reason = f"registry at {registry.target} did not answer within {timeout_s:g} s"
+            except RegistryError as exc:
+                reason = unreachable(registry.target, exc) if driver_error(exc) else exc.message
+            else:
+                metrics.ready.set(1)
+                return web.json_response({"status": "ready"})
         metrics.ready.set(0)
         return web.json_response({"status": "unavailable", "reason": reason}, status=503)
 

@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from node.runtime.metrics import NodeMetrics
+from node.runtime.supervise import EmbeddedSupervisor
 from node.settings import Settings
 from registry.connect import open_registry
 from registry.datadir import NodeLock
@@ -29,6 +31,8 @@ class Database:
     registry: Registry
     dsn: str
     embedded: EmbeddedPostgres | None
+    # Restarts the embedded server if it dies while the node serves (node.runtime.supervise).
+    supervisor: EmbeddedSupervisor | None = None
 
 
 def _embedded(settings: Settings) -> EmbeddedPostgres:
@@ -43,11 +47,15 @@ def _initialise_and_start(pg: EmbeddedPostgres) -> None:
 
 
 @asynccontextmanager
-async def node_database(settings: Settings) -> AsyncIterator[Database]:
+async def node_database(
+    settings: Settings, *, metrics: NodeMetrics | None = None
+) -> AsyncIterator[Database]:
     """The serving node's database: lock the data dir, start (or adopt) the embedded
-    server, apply migrations; undo all of it on exit."""
+    server and keep it running, apply migrations; undo all of it on exit. ``metrics``
+    gets the embedded server's restart counter and up gauge."""
     lock: NodeLock | None = None
     pg: EmbeddedPostgres | None = None
+    supervisor: EmbeddedSupervisor | None = None
     if settings.embedded:
         lock = NodeLock(settings.data_dir)
         lock.acquire()
@@ -56,6 +64,10 @@ async def node_database(settings: Settings) -> AsyncIterator[Database]:
         if pg is not None:
             await asyncio.to_thread(_initialise_and_start, pg)
             dsn = pg.dsn
+            supervisor = EmbeddedSupervisor(pg)
+            supervisor.start()
+            if metrics is not None:
+                supervisor.register(metrics.registry)
         else:
             assert settings.database_url is not None
             dsn = settings.database_url
@@ -68,10 +80,12 @@ async def node_database(settings: Settings) -> AsyncIterator[Database]:
         try:
             for mig in await registry.migrate():
                 log.info("applied migration %04d_%s", mig.version, mig.name)
-            yield Database(registry, dsn, pg)
+            yield Database(registry, dsn, pg, supervisor)
         finally:
             await registry.close()
     finally:
+        if supervisor is not None:
+            await supervisor.stop()  # before stopping the server, or it would restart it
         if pg is not None:
             await asyncio.to_thread(pg.stop)
         if lock is not None:

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 from node import __version__
 from node.cli import (
     admin,
+    db,
     enterprise,
     handles,
     imports,
@@ -83,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         upstream,
     ):
         module.add_commands(sub, command)
+    # backup, restore and shell (node.cli.db) join the db group that serve opens.
+    db_actions = sub.choices["db"]._actions
+    db.add_commands(
+        next(a for a in db_actions if isinstance(a, argparse._SubParsersAction)), command
+    )
     return parser
 
 

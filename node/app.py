@@ -33,6 +33,7 @@ from node.demo.seed import seed_demo
 from node.docking.service import DockingService
 from node.fronts.health import health_app, read_metrics_token
 from node.fronts.http import HttpServices, http_app
+from node.fronts.http.access import access_log_routes
 from node.fronts.http.app import Extension
 from node.fronts.http.batches import batch_routes
 from node.fronts.http.compat import compat_routes
@@ -62,8 +63,10 @@ from node.resolution.outcomes import Found
 from node.resolution.prefixes import PrefixRefresher, ServedPrefixes
 from node.resolution.resolver import Resolver
 from node.resolution.site import Site, site_address
+from node.runtime.accesslog import AccessLog
 from node.runtime.conns import ConnectionGate, FdBudget, raise_open_files_limit
 from node.runtime.database import Database, node_database
+from node.runtime.gauges import PeriodicGauges
 from node.runtime.httpserve import serve_http
 from node.runtime.listen import Acceptor, bind_port, tcp_listener
 from node.runtime.loop import tune_gc
@@ -72,6 +75,7 @@ from node.runtime.sources import peer_keys
 from node.runtime.tls import server_ssl_context
 from node.secrets.vault import SecretVault, open_vault
 from node.settings import Settings
+from node.signing.expiry import signing_cert_expiry
 from node.signing.signer import RecordSigner, build_signer
 from node.signing.trust import trust_roots
 from node.templates.catalog import TemplateCatalog
@@ -97,6 +101,7 @@ class Node:
         self.clock = clock
         self.monotonic = monotonic  # rate-limit windows and caches; tests step it
         self.metrics = NodeMetrics(CollectorRegistry(), __version__, settings.role)
+        self.metrics.access = AccessLog.from_settings(settings)
         # Failed authentications per client network and per identity, counted across the
         # HTTP and native fronts alike (a client cannot double its guesses by switching
         # protocol), and the worker threads every costly check runs in (node.auth.gate).
@@ -143,7 +148,8 @@ class Node:
         s = self.settings
         ssl_context = server_ssl_context(s)  # bad TLS files stop us before anything starts
         try:
-            self.db = await self._stack.enter_async_context(node_database(s))
+            self.db = await self._stack.enter_async_context(node_database(s, metrics=self.metrics))
+            self.metrics.gauges.pool = self.db.registry.pool
             self.resolver = Resolver(
                 self.db.registry,
                 ServedPrefixes(s.prefixes),
@@ -185,7 +191,13 @@ class Node:
             token_file = s.metrics_token_file
             token = read_metrics_token(token_file) if token_file is not None else None
             runner = web.AppRunner(
-                health_app(self.db.registry, self.metrics, s.db_timeout_s, metrics_token=token)
+                health_app(
+                    self.db.registry,
+                    self.metrics,
+                    s.db_timeout_s,
+                    metrics_token=token,
+                    embedded=self.db.supervisor,
+                )
             )
             await runner.setup()
             self._stack.push_async_callback(runner.cleanup)
@@ -210,6 +222,7 @@ class Node:
             # HTTP first, so the site info the native front publishes names its port.
             await self._start_http(ssl_context)
             await self._start_native()
+            await self._start_gauges()
             if s.upstream:
                 self._start_docking()
         except BaseException:
@@ -333,6 +346,25 @@ class Node:
             self.writes.signer = signer
         if self.docking is not None:
             self.docking.wake()  # new certificates to publish upstream
+
+    async def _start_gauges(self) -> None:
+        """Registry sizes, disk and certificate lifetimes, measured once before ready and
+        then periodically (node.runtime.gauges), never per request or per scrape."""
+        assert self.db is not None and self.resolver is not None
+        resolver = self.resolver
+
+        def expiry(now: int) -> dict[str, int]:
+            return signing_cert_expiry(self.signer, resolver.served.all(), now)
+
+        gauges = PeriodicGauges(
+            self.metrics.gauges,
+            self.db.registry,
+            clock=self.clock,
+            data_dir=self.settings.data_dir,
+            certs=expiry,
+        )
+        await gauges.start()
+        self._stack.push_async_callback(gauges.stop)
 
     def _trust_roots(self) -> tuple[PublicKey, ...]:
         """What the record page verifies against: trust_root_file, else the embedded root."""
@@ -485,6 +517,7 @@ class Node:
         if self.cache is not None:
             self.http.hot = HotReplies(self.cache, self.http.may_recurse)
         extensions = [
+            access_log_routes(),
             session_routes(),
             import_routes(),
             history_routes(),

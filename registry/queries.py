@@ -37,3 +37,15 @@ def queries() -> dict[str, str]:
 
 def q(name: str) -> str:
     return queries()[name]
+
+
+@cache
+def _names() -> dict[str, str]:
+    return {sql: name for name, sql in queries().items()}
+
+
+def query_name(sql: str) -> str | None:
+    """The name of a query ``q`` returned, for timing it by name (registry.instrument);
+    None for SQL that is no named query (a ping, a migration). ``q`` hands out the same
+    string objects every time, so the lookup hashes nothing new."""
+    return _names().get(sql)

@@ -9,6 +9,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
+from node.runtime.accesslog import AccessLog
+from node.runtime.gauges import GaugeSet
+
 LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
@@ -107,6 +110,13 @@ class NodeMetrics:
             "idnode_cache_invalidation_lag_seconds",
             "From a write's statement in PostgreSQL to this node hearing of it (NOTIFY)",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
+        )
+        # The HTTP front's fast lane (node.fronts.http.fastlane).
+        self.http_fast_lane = Counter(
+            "idnode_http_fast_lane_replies",
+            "HTTP cache hits written by the connection itself, without aiohttp's request "
+            "handling (counted in idnode_requests_total and idnode_cache_hits_total too)",
             registry=registry,
         )
         self._counted: dict[tuple[str, str, str], Callable[[], None]] = {}
@@ -217,6 +227,13 @@ class NodeMetrics:
             ["front", "action"],
             registry=registry,
         )
+        # This process (process_*, labelled with ``worker``: its index under --workers,
+        # set by node.serving), the registry pool, and the periodic registry gauges
+        # (node.runtime.gauges, fed once the node has started).
+        self.worker = "0"
+        self.gauges = GaugeSet(registry, lambda: self.worker)
+        # The access log (node.runtime.accesslog): off until the node sets it from settings.
+        self.access = AccessLog()
 
     def count_request(self, front: str, op: str, rc: str) -> None:
         """``requests.labels(front, op, rc).inc()``, the labelled child looked up once:

@@ -76,7 +76,7 @@ def _read_order(fd: int) -> dict[str, Any]:
     return order
 
 
-async def _serve_worker(settings: Settings, report: _Report) -> None:
+async def _serve_worker(settings: Settings, report: _Report, index: int) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
 
@@ -87,6 +87,7 @@ async def _serve_worker(settings: Settings, report: _Report) -> None:
             stop.set()
 
     def ready(node: Node) -> None:
+        node.metrics.worker = str(index)  # the worker label of its process metrics
         report.send(
             {
                 "ready": {
@@ -120,7 +121,7 @@ def worker_main() -> int:
         handler.addFilter(_WorkerLog(index, settings.log_format == "text"))
     install_fast_loop()
     try:
-        asyncio.run(_serve_worker(settings, report))
+        asyncio.run(_serve_worker(settings, report, index))
     except KeyboardInterrupt:
         return 130
     except USER_ERRORS as exc:  # reported as one line, as ``idnode`` does (node.cli.entry)

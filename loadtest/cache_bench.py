@@ -9,7 +9,7 @@ Benchmarks (``--only`` names), each against a figure measured in the same run:
 
   udp      1  native UDP cache hits (a hot set, warmed) vs the bare UDP echo floor
   http     2  HTTP GET cache hits (wrk keep-alive) vs a bare aiohttp handler, same bytes
-  miss     3  the miss path (every request a new identifier) ...
+  miss     3  the miss path (every request a new identifier), native UDP and HTTP GET ...
   zipf     3  ... and a Zipf mix (s=1.1) over the whole dataset, with its hit ratio
   lag      4  invalidation lag: write through instance A, poll instance B until it shows
   memory   5  RSS once every record of the dataset is cached (the miss run's node)
@@ -47,6 +47,7 @@ from loadtest.cache_native import LOADER_CPU, UdpPlan, udp_hits, udp_workers, ud
 from loadtest.harness import OUT, BenchError, cpu_seconds, machine_busy, process_tree, run_bench
 from loadtest.lag import LagResult, quantile, run_lag
 from loadtest.memory import miss_and_memory
+from loadtest.miss_http import http_miss
 from loadtest.udpload import build_udpload
 
 BENCHES = ("udp", "http", "workers", "zipf", "miss", "memory", "lag")
@@ -239,9 +240,9 @@ def run(args: argparse.Namespace, stack: ExitStack) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     bench = Bench(args, stack)
     run_at = datetime.now(UTC).isoformat(timespec="seconds")
-    if {"http", "workers"} & set(args.benches) and shutil.which("wrk") is None:
+    if {"http", "workers", "miss"} & set(args.benches) and shutil.which("wrk") is None:
         raise BenchError(
-            "wrk not found (apt-get install wrk); or leave out http,workers with --skip"
+            "wrk not found (apt-get install wrk); or leave out http,workers,miss with --skip"
         )
     if args.pin and (os.cpu_count() or 1) < 2:
         raise BenchError("--pin needs at least 2 CPUs")
@@ -291,6 +292,8 @@ def run(args: argparse.Namespace, stack: ExitStack) -> int:
                 replace(plan, keys=args.memory_records), bench.floor_rate, fill="memory" in chosen
             ),
         )
+    if "miss" in chosen:
+        bench.section("3 miss http", lambda: http_miss(plan))
     if "lag" in chosen:
         admin = dsn
         bench.section(
@@ -298,7 +301,7 @@ def run(args: argparse.Namespace, stack: ExitStack) -> int:
             lambda: (lag_rows(run_lag(admin, dsn_for, args.lag_writes, progress=bench.say)), []),
         )
 
-    order = ["1 udp hit", "2 http hit", "3 miss", "3 zipf", "4 lag", "6 workers"]
+    order = ["1 udp hit", "2 http hit", "3 miss", "3 miss http", "3 zipf", "4 lag", "6 workers"]
     rows = [r for key in order for r in bench.rows.get(key, [])]
     rows.sort(key=lambda r: r.bench[:1])  # 3 miss's memory row (5) after 4 lag, stable otherwise
     pinned = (

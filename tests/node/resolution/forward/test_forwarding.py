@@ -40,13 +40,14 @@ def native(node: Node) -> NativeClient:
     return NativeClient("127.0.0.1", node.handle_port)
 
 
-def answered(node: Node) -> float:
-    """Resolutions the node answered itself (not from its reply cache), any transport."""
+def asked(node: Node) -> float:
+    """Resolution requests the node received, any transport, any response code."""
     total = 0.0
-    for front in ("udp", "tcp"):
-        labels = {"front": front, "op": "resolution", "rc": "1"}
-        total += node.metrics.registry.get_sample_value("idnode_requests_total", labels) or 0.0
-    return total - sum(s.hits.get(1, 0) for s in node.handler.front_stats.values())  # type: ignore[union-attr]
+    for metric in node.metrics.registry.collect():
+        for sample in metric.samples:
+            if sample.name == "idnode_requests_total" and sample.labels["op"] == "resolution":
+                total += sample.value
+    return total
 
 
 def forwarded(node: Node, front: str, result: str) -> float:
@@ -88,12 +89,12 @@ async def test_a_partner_resolves_a_textile_identifier_at_the_elevator_node(
         page = await http.get(f"http://127.0.0.1:{elevator.http_port}/{ROLL}?noredirect")
         assert "Resolved through the tree" in await page.text()
     # Asked again: from the elevator's cache, the textile node is not asked.
-    before = answered(textile)
+    before = asked(textile)
     assert elevator.handler is not None
     hits = sum(elevator.handler.front_stats["udp"].hits.values())
     again = await native(elevator).resolve(ROLL)
     assert url_of(again.body) == "https://mes.example.com/roll/1"
-    assert answered(textile) == before
+    assert asked(textile) == before
     assert sum(elevator.handler.front_stats["udp"].hits.values()) == hits + 1  # the hot path
     assert forwarded(elevator, "udp", "answered") == 1
     # Changed on the textile node: the elevator serves the old record until its TTL
@@ -130,7 +131,7 @@ async def _handles(node: Node, prefix: str) -> list[str]:
 async def test_a_thousand_concurrent_asks_make_one_exchange(tree: Topology) -> None:
     textile, elevator = tree[TEXTILE], tree[ELEVATOR]
     assert elevator.resolver is not None
-    before = answered(textile)
+    before = asked(textile)
     handle = "88.118.2/ROLL-2026-000124"
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
         url = f"http://127.0.0.1:{elevator.http_port}/api/handles/{handle}"
@@ -142,4 +143,6 @@ async def test_a_thousand_concurrent_asks_make_one_exchange(tree: Topology) -> N
 
         statuses = await asyncio.gather(*(ask() for _ in range(1000)))
     assert statuses == [200] * 1000
-    assert answered(textile) - before == 1
+    # One exchange: one request, and its retry over TCP when the signed reply is over the
+    # UDP cap (README "Forwarding").
+    assert asked(textile) - before in (1, 2)

@@ -26,12 +26,13 @@ from collections.abc import Callable
 import orjson
 
 from node.settings import ACCESS_LOG_MODES, Settings
-from protocol.message import ENVELOPE_BYTES, EnvelopeFlag, Message
+from protocol.message import ENVELOPE_BYTES, HEADER_BYTES, EnvelopeFlag, Message
 
 HANDLE_MAX_CHARS = 512  # a handle longer than this is cut (a request may carry 256 KiB)
 _RC = struct.Struct(">I")
 _RC_OFFSET = ENVELOPE_BYTES + 4  # the message header opens with the opcode, then the code
 _ENVELOPE_FLAGS_OFFSET = 2
+_HANDLE_AT = ENVELOPE_BYTES + HEADER_BYTES  # a resolution body opens with the handle
 
 
 class AccessLog:
@@ -69,6 +70,19 @@ class AccessLog:
             return False
         return mode == "all" or self._random() < self.sample_rate
 
+    def hit(
+        self,
+        front: str,
+        request: bytes,
+        rc: int | None,
+        seconds: float,
+        client: str | None,
+    ) -> None:
+        """Log a resolution the hot path answered from bytes it never decoded (UDP and
+        TCP reply-cache hits), when the log wants it."""
+        if self.wanted():
+            self.write(front, "resolution", wire_handle(request), rc, seconds, client)
+
     def write(
         self,
         front: str,
@@ -97,7 +111,17 @@ def request_handle(request: Message) -> str | None:
     return handle if isinstance(handle, str) and handle else None
 
 
-def reply_code(reply: bytes | list[bytes] | None) -> int | None:
+def wire_handle(request: bytes) -> str | None:
+    """The handle of an encoded resolution request (envelope included), read as far as
+    the request holds one."""
+    at = _HANDLE_AT + 4
+    if len(request) < at:
+        return None
+    size = _RC.unpack_from(request, _HANDLE_AT)[0]
+    return request[at : at + min(size, HANDLE_MAX_CHARS * 4)].decode("utf-8", "replace") or None
+
+
+def reply_code(reply: bytes | bytearray | list[bytes] | None) -> int | None:
     """The response code of an encoded native reply (the first datagram of a split
     one); None when there is no reply or it is encrypted."""
     data = reply[0] if isinstance(reply, list) else reply

@@ -21,6 +21,7 @@ from time import perf_counter
 from node.fronts.native.frames import messages
 from node.fronts.native.handler import NativeHandler
 from node.fronts.native.peer import Connection, Peer, sockaddr
+from node.runtime.accesslog import reply_code
 from node.runtime.conns import ConnectionGate, FdBudget, Refusal, Ticket
 from node.runtime.listen import Acceptor
 from node.runtime.lograte import LogEvery
@@ -116,6 +117,7 @@ class TcpFront:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer
     ) -> None:
+        host = peer.address[0] if peer.address is not None else None
         while True:
             try:
                 envelope = await asyncio.wait_for(
@@ -140,7 +142,11 @@ class TcpFront:
             cached = self.handler.cached_reply(data, "tcp", peer.address)
             if cached is not None:
                 writer.write(cached)
-                self.handler.front_stats["tcp"].observe(perf_counter() - started)
+                elapsed = perf_counter() - started
+                self.handler.front_stats["tcp"].observe(elapsed)
+                access = self.metrics.access
+                if access.mode != "off":  # node.runtime.accesslog
+                    access.hit("tcp", data, reply_code(cached), elapsed, host)
                 await self._drain(writer)
                 continue
             for message in messages(await self.handler.handle(data, peer)):

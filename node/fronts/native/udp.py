@@ -152,6 +152,8 @@ class UdpFront(asyncio.DatagramProtocol):
         # None when replies are not rate-limited at all: the hot path skips the lookup.
         self._allow = self.reply_rate.allow if settings.udp_rrl_replies_per_s else None
         self._overloaded = metrics.dropped.labels("udp", "overload").inc
+        # The access log is set from settings before any front exists (node.app).
+        self._access_on = metrics.access.mode != "off"
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -199,6 +201,8 @@ class UdpFront(asyncio.DatagramProtocol):
                     elapsed = self._monotonic() - started  # FrontStats.observe, inlined
                     self._latency[bisect_left(HIT_BUCKETS_S, elapsed)] += 1
                     self._stats.total += elapsed
+                    if self._access_on:  # node.runtime.accesslog
+                        self.metrics.access.hit("udp", data, rc, elapsed, addr[0])
                     return
             if self._hit(replies, data, addr, body):
                 return
@@ -272,7 +276,10 @@ class UdpFront(asyncio.DatagramProtocol):
             rc = _ERROR  # counted as sent: the small RC 2
             self._send_too_large(data, addr)
         self._hits[rc] = self._hits.get(rc, 0) + 1
-        self._stats.observe(self._monotonic() - started)
+        elapsed = self._monotonic() - started
+        self._stats.observe(elapsed)
+        if self._access_on:
+            self.metrics.access.hit("udp", data, rc, elapsed, addr[0])
         return True
 
     def _keep_ready(

@@ -124,6 +124,16 @@ async def test_http_and_native_requests_are_logged(
         by_udp = await udp_exchange(node, request_bytes(A_HANDLE))
         assert node.handle_port is not None
         by_tcp = await tcp_exchange("127.0.0.1", node.handle_port, request_bytes("88.118.2/NOPE"))
+        # Asked again over the other transport, each is answered from the reply cache
+        # (the first ask kept its whole reply, for both), never decoded; the second UDP
+        # ask from the datagrams kept ready. Logged all the same.
+        for _ in range(2):
+            await udp_exchange(node, request_bytes("88.118.2/NOPE"))
+        await tcp_exchange("127.0.0.1", node.handle_port, request_bytes(A_HANDLE))
+        await tcp_exchange("127.0.0.1", node.handle_port, request_bytes(A_HANDLE))
+        assert node.handler is not None
+        stats = node.handler.front_stats
+        assert sum(stats["udp"].hits.values()) == 2 and sum(stats["tcp"].hits.values()) == 2
     got = lines(caplog)
     assert all(line["client"] == "127.0.0.1" and line["latency_ms"] >= 0 for line in got)
     assert [(x["front"], x["op"], x["handle"], x["rc"]) for x in got] == [
@@ -133,6 +143,10 @@ async def test_http_and_native_requests_are_logged(
         ("http", "page", A_HANDLE, 302),
         ("udp", "resolution", A_HANDLE, by_udp.header.response_code),
         ("tcp", "resolution", "88.118.2/NOPE", decode(by_tcp).header.response_code),
+        ("udp", "resolution", "88.118.2/NOPE", 100),
+        ("udp", "resolution", "88.118.2/NOPE", 100),
+        ("tcp", "resolution", A_HANDLE, 1),
+        ("tcp", "resolution", A_HANDLE, 1),
     ]
     assert by_udp.header.response_code == 2
 

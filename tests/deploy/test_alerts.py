@@ -1,7 +1,8 @@
 """deploy/prometheus: the alerting rules are valid (``promtool check rules``), pass their
 unit tests (``promtool test rules`` on alerts_test.yml), every alert is tested firing and
-the tests do catch a wrong expectation; the single-node Compose file's Prometheus loads
-the rules from where it mounts them (``promtool check config``)."""
+the tests do catch a wrong expectation; the Prometheus of each Compose file (one node,
+the three-node topology) loads the rules from where it mounts them (``promtool check
+config``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import yaml
 from tests.deploy.promql_support import ALERT_TESTS, ALERTS, DEPLOY, alert_rules, metric_names
 from tests.node.runtime.observed_support import run_promtool
 
-SCRAPE_CONFIG = DEPLOY / "prometheus.yml"
-COMPOSE = DEPLOY / "compose.yaml"
+DEPLOYMENTS = {  # compose file: the scrape configuration its Prometheus mounts
+    DEPLOY / "compose.yaml": DEPLOY / "prometheus.yml",
+    DEPLOY / "topology" / "compose.yaml": DEPLOY / "topology" / "prometheus.yml",
+}
 CONTAINER_CONFIG = PurePosixPath("/etc/prometheus/prometheus.yml")  # prom/prometheus reads it
 
 
@@ -74,16 +77,18 @@ def test_alerts_name_only_node_metrics_or_prometheus_own() -> None:
             assert name.startswith(("idnode_", "process_")) or name == "up", (rule["alert"], name)
 
 
-def test_compose_prometheus_loads_the_rules() -> None:
+@pytest.mark.parametrize("compose_file", list(DEPLOYMENTS), ids=["single", "topology"])
+def test_compose_prometheus_loads_the_rules(compose_file: Path, tmp_path: Path) -> None:
     """The rule files prometheus.yml names are where compose.yaml mounts alerts.yml, and
-    promtool accepts the configuration with them."""
-    config = yaml.safe_load(SCRAPE_CONFIG.read_text(encoding="utf-8"))
-    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    promtool accepts the configuration with them, laid out as the container sees it."""
+    scrape_config = DEPLOYMENTS[compose_file]
+    config = yaml.safe_load(scrape_config.read_text(encoding="utf-8"))
+    compose = yaml.safe_load(compose_file.read_text(encoding="utf-8"))
     mounts = {}
     for volume in compose["services"]["prometheus"]["volumes"]:
         source, target = volume.split(":")[:2]
-        mounts[PurePosixPath(target)] = (COMPOSE.parent / source).resolve()
-    assert mounts[CONTAINER_CONFIG] == SCRAPE_CONFIG.resolve()
+        mounts[PurePosixPath(target)] = (compose_file.parent / source).resolve()
+    assert mounts[CONTAINER_CONFIG] == scrape_config.resolve()
     loaded = []
     for rule_file in config["rule_files"]:
         in_container = CONTAINER_CONFIG.parent / rule_file
@@ -94,5 +99,11 @@ def test_compose_prometheus_loads_the_rules() -> None:
         )
         loaded.append(host.resolve())
     assert loaded == [ALERTS.resolve()]
-    out = run_promtool("check", "config", str(SCRAPE_CONFIG))
+    container = tmp_path / "etc-prometheus"  # /etc/prometheus, as mounted
+    container.mkdir()
+    shutil.copy(scrape_config, container / CONTAINER_CONFIG.name)
+    for rule_file, host_file in zip(config["rule_files"], loaded, strict=True):
+        (container / rule_file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(host_file, container / rule_file)
+    out = run_promtool("check", "config", str(container / CONTAINER_CONFIG.name))
     assert f"SUCCESS: {len(alert_rules())} rules found" in out

@@ -37,6 +37,7 @@ from node.fronts.http.access import access_log_routes
 from node.fronts.http.app import Extension
 from node.fronts.http.batches import batch_routes
 from node.fronts.http.compat import compat_routes
+from node.fronts.http.console import console_routes
 from node.fronts.http.history import history_routes
 from node.fronts.http.hot import HotReplies
 from node.fronts.http.imports import import_routes
@@ -526,6 +527,7 @@ class Node:
             batch_routes(),
             template_routes(),
             compat_routes(),
+            console_routes(),
             *self.http_extensions,
             page_routes,  # catch-all: last
         ]

@@ -365,6 +365,40 @@ class Settings:
         "Lifetime of a bearer token from POST /identity/token (the CAICT-style API).",
         86_400,
     )
+    console_enabled: bool = _setting(
+        _bool,
+        "Serve the web console under /console/ on the HTTP port (docs/console.md).",
+        True,
+    )
+    console_sessions_max: int = _setting(
+        _positive_int,
+        "Console login sessions kept at once; when full, the one unused longest is ended.",
+        1000,
+    )
+    console_session_idle_timeout_s: float = _setting(
+        _positive_float, "A console session unused for this long ends, in seconds.", 1800.0
+    )
+    console_session_lifetime_s: float = _setting(
+        _positive_float,
+        "A console session ends this long after its login however it is used, in seconds.",
+        43_200.0,
+    )
+    console_import_max_bytes: int = _setting(
+        _positive_int, "Largest CSV file one console import uploads, in bytes.", 16_777_216
+    )
+    console_import_max_rows: int = _setting(
+        _positive_int, "Most data rows in one CSV file imported through the console.", 100_000
+    )
+    console_sample_interval_s: float = _setting(
+        _positive_float,
+        "How often the console's charts take a sample of the node's metrics, in seconds.",
+        5.0,
+    )
+    console_samples: int = _setting(
+        _positive_int,
+        "Samples the console's charts keep (the span shown is this many intervals).",
+        120,
+    )
     admin_port: int = _setting(
         _port, "Health and metrics port (/healthz, /readyz, /metrics).", 9100
     )

@@ -16,7 +16,9 @@ used, whoever asks: this is the anonymous face; the REST API serves authenticate
 ``page_routes`` is an ``http_app`` extension. Pass it last: its ``/{handle:.+}`` route
 is a catch-all. aiohttp tries the most specific path prefix first (``/api``, then
 ``/``), so explicit routes such as ``/api/...`` always win over it, and a lookahead
-keeps unknown ``/api/`` paths the API's JSON 404 instead of a handle page.
+keeps unknown ``/api/`` paths the API's JSON 404 instead of a handle page, and unknown
+``/console/`` paths a 404 rather than a record page (identifier prefixes are dotted
+numbers here, so no record is hidden by it).
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ class Resolved:
 def page_routes(app: web.Application) -> None:
     """The ``http_app`` extension: ``/`` (a search form) and ``/{handle}``."""
     app.router.add_get("/", home, name="page_home")
-    app.router.add_get(r"/{handle:(?!api/).+}", record_page, name="page")
+    app.router.add_get(r"/{handle:(?!api/|console/|console$).+}", record_page, name="page")
 
 
 def wants_json(accept: str) -> bool:

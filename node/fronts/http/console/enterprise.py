@@ -26,6 +26,8 @@ from protocol.values import HandleValue
 from registry.rows import Prefix
 
 PAGE_SIZE = 50
+SIGNATURE_TYPE = "HS_SIGNATURE"
+SIGNATURE_SHOWN = 64
 MAX_TEMPLATES = 200
 
 
@@ -174,6 +176,14 @@ async def readable_values(
     return [v for v in shown if v.type.upper() != SECKEY_TYPE]
 
 
+def _data(v: HandleValue) -> str:
+    """A value as the record page shows it; a signature (a long JWS) cut short."""
+    if v.type.upper() == SIGNATURE_TYPE and len(v.data) > SIGNATURE_SHOWN:
+        head = v.data[:SIGNATURE_SHOWN].decode("ascii", "replace")
+        return f'<code>{e(head)}…</code> <span class="muted">({len(v.data)} bytes)</span>'
+    return page_html.render_data(v)
+
+
 @view
 async def record_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     t = ctx.t
@@ -183,7 +193,21 @@ async def record_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         raise Refused(404, "not_found", text)
     values = await readable_values(ctx, record.handle, record.values)
     template = cited(record.values)
-    rows = [(e(v.index), f"<code>{e(v.type)}</code>", page_html.render_data(v)) for v in values]
+    found = (
+        await ctx.svc.writes.templates.get(template)
+        if template and ctx.svc.writes.templates
+        else None
+    )
+    rows = []
+    # The template's fields first, by their names; the other values after, in index order.
+    for v in sorted(values, key=lambda v: (found is None or found.at(v.index) is None, v.index)):
+        f = found.at(v.index) if found is not None else None
+        name = (
+            f"{e(f.name or f.key)}<br><small class=muted>{e(f.label)} · <code>{e(f.key)}</code></small>"
+            if f
+            else f"<code>{e(v.type)}</code>"
+        )
+        rows.append((e(v.index), name, _data(v)))
     links = [f'<a href="{e(page_html.handle_href(record.handle))}">{e(t("open_page"))}</a>']
     if template is not None:
         links.insert(
@@ -192,6 +216,6 @@ async def record_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         )
     content = (
         f"<p>{' · '.join(links)}</p>"
-        f"<section>{layout.table([t('index'), t('type'), t('data')], rows)}</section>"
+        f"<section>{layout.table([t('index'), t('field'), t('data')], rows)}</section>"
     )
     return layout.reply(layout.framed(ctx.page(request), record.handle, content))

@@ -27,6 +27,15 @@ from registry.rows import PrefixStatus
 
 REFRESH_S = 10
 QUEUE = (PrefixStatus.AWAITING_REVIEW, PrefixStatus.UNDER_REVIEW)
+# How the moves are listed: onward first, the ones taking something away after.
+MOVE_ORDER = (
+    PrefixStatus.UNDER_REVIEW,
+    PrefixStatus.ENABLED,
+    PrefixStatus.AWAITING_REVIEW,
+    PrefixStatus.REJECTED,
+    PrefixStatus.DISABLED,
+    PrefixStatus.PENDING_DELETION,
+)
 
 
 def _operator(ctx: Ctx) -> None:
@@ -136,10 +145,11 @@ async def enterprises(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 
 
 def _review_form(ctx: Ctx, prefix: str, status: PrefixStatus) -> str:
-    choices = sorted(REVIEWS[status])
+    choices = sorted(REVIEWS[status], key=MOVE_ORDER.index)
     if not choices or not (ctx.roles.auditor or ctx.roles.platform_admin):
         return ""
-    options = "".join(
+    # Nothing chosen until the reviewer chooses: a click alone moves no prefix.
+    options = f'<option value="" selected disabled>{e(ctx.t("review_to"))}…</option>' + "".join(
         f'<option value="{int(s)}">{e(status_word(ctx.lang, int(s)))}</option>' for s in choices
     )
     assert ctx.session is not None

@@ -18,13 +18,14 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from node.app import Node
 from protocol.handle import normalise
 from tests.node.cdp_support import CHROMIUM, INSTALL, Browser
 from tests.node.console_support import ENT_A, PLATFORM, ROLES, ROLL_TEMPLATE, roll_fields
-from tests.node.http_support import A_HANDLE, StartNode
+from tests.node.http_support import A_HANDLE, A, StartNode, admin_of
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason=f"chromium not installed: {INSTALL}")
 WIDTH = 1024
@@ -85,8 +86,9 @@ async def test_enterprise_admin_form_and_import(
     await shots.take(browser, "prefixes")
 
     await browser.goto(
-        f"{base}/console/prefixes/88.118.2?template={ROLL_TEMPLATE}&field=dyeLot&value=DL-20260316-02"
+        f"{base}/console/prefixes/88.118.2?template={ROLL_TEMPLATE}&field=rollNumber&value=P2026000123"
     )
+    assert "Results: 1" in await browser.text()  # the search by a template field
     await shots.take(browser, "identifiers")
 
     # The template form: a width over the template's maximum is refused at that field.
@@ -140,11 +142,20 @@ async def test_enterprise_admin_form_and_import(
 async def test_operator_views(node: Node, browser: Browser, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{node.http_port}"
     shots = Shots(tmp_path)
+    async with (
+        aiohttp.ClientSession() as api,
+        api.post(
+            f"{base}/api/manage/applications",
+            json={"prefix": "88.118.7", "reason": "新织造车间"},
+            headers=admin_of(A),
+        ) as resp,
+    ):
+        assert resp.status == 201  # an application waiting in the review queue
     await login(browser, base, PLATFORM, "zh")
     assert await browser.js("location.pathname") == "/console/dashboard"
     for path, name, expect in (
         ("enterprises", "enterprises", "吴江盛泽云绫丝绸织造有限公司"),
-        ("reviews", "reviews", "88.118.2"),
+        ("reviews", "reviews", "88.118.7"),
         ("keys", "keys", "签名密钥与证书"),
         (f"records/{A_HANDLE}", "record-view", "ROLL-2026-000123"),
     ):

@@ -70,7 +70,7 @@ class Ctx:
     def page(self, request: web.Request) -> Page:
         assert self.session is not None
         # The language link reloads this page: a GET's own path, else the console's home.
-        path = request.path if request.method == "GET" else f"{BASE}/"
+        path = request.rel_url.raw_path if request.method == "GET" else f"{BASE}/"
         return Page(self.lang, self.identity.actor, self.roles, self.session.csrf, path)
 
     def t(self, key: str) -> str:
@@ -135,7 +135,9 @@ async def _run(request: web.Request, handler: Handler, *, logged_in: bool) -> we
         if logged_in:
             if session is None:
                 if request.method == "GET":
-                    return see_other(f"{BASE}/login?{urlencode({'next': request.path_qs})}")
+                    return see_other(
+                        f"{BASE}/login?{urlencode({'next': request.rel_url.raw_path_qs})}"
+                    )
                 raise Refused(401, "session_over")
             form_post = request.method == "POST" and request.content_type != "multipart/form-data"
             if form_post and not token_ok(session, ctx.field(CSRF_FIELD) or None):

@@ -74,7 +74,7 @@ def form_html(
 ) -> str:
     assert ctx.session is not None
     parts = [
-        f'<form method="post" action="{action}" novalidate>',
+        f'<form method="post" action="{e(action)}" novalidate>',
         layout.csrf_field(ctx.session.csrf),
     ]
     parts.append(f'<input type="hidden" name="template" value="{e(template.handle)}">')
@@ -187,7 +187,7 @@ async def _submit(
             )
     if problems:
         top = layout.notice(ctx.t("fix_fields"), "err") + top
-    body = top + form_html(ctx, request.path, template, sent, problems, suffix=suffix)
+    body = top + form_html(ctx, request.rel_url.raw_path, template, sent, problems, suffix=suffix)
     title = text or ctx.t("new_record")
     return layout.reply(layout.framed(ctx.page(request), title, body), status=422)
 
@@ -196,7 +196,7 @@ async def _submit(
 async def new_form(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     row = await visible_prefix(ctx, request.match_info["prefix"])
     template = await _template(ctx, request.query.get("template", ""))
-    body = form_html(ctx, request.path, template, {}, {}, suffix="")
+    body = form_html(ctx, request.rel_url.raw_path, template, {}, {}, suffix="")
     title = f"{ctx.t('new_record')} · {row.prefix} · {template.name}"
     return layout.reply(layout.framed(ctx.page(request), title, body))
 
@@ -230,7 +230,7 @@ async def _existing(ctx: Ctx, asked: str) -> tuple[str, Template, dict[str, str]
 @view
 async def edit_form(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     text, template, current = await _existing(ctx, request.match_info["handle"])
-    body = form_html(ctx, request.path, template, current, {}, suffix=None)
+    body = form_html(ctx, request.rel_url.raw_path, template, current, {}, suffix=None)
     return layout.reply(layout.framed(ctx.page(request), f"{ctx.t('edit')} · {text}", body))
 
 

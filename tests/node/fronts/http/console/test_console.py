@@ -379,3 +379,20 @@ async def test_auditor_reviews_in_the_queue(start_http_node: StartNode) -> None:
     finally:
         await ent.close()
         await aud.close()
+
+
+async def test_login_returns_to_the_page_asked_and_nowhere_else(browser: ConsoleClient) -> None:
+    asked = await browser.get("/console/prefixes/88.118.2?page=0")
+    assert asked.status == 303
+    assert (
+        asked.headers["Location"]
+        == "/console/login?next=%2Fconsole%2Fprefixes%2F88.118.2%3Fpage%3D0"
+    )
+    creds = {"identity": ENT_A[0], "secret": ENT_A[1]}
+    back = await browser.post(
+        "/console/login", {**creds, "next": "/console/prefixes/88.118.2?page=0"}
+    )
+    assert back.headers["Location"] == "/console/prefixes/88.118.2?page=0"
+    for elsewhere in ("https://evil.example/", "//evil.example/console/", "/api/handles"):
+        page = await browser.post("/console/login", {**creds, "next": elsewhere})
+        assert page.headers["Location"] == "/console/", elsewhere

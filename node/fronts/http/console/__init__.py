@@ -11,6 +11,8 @@ port (health, metrics) stays on loopback by default. ``console_routes`` is an
 
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
 
 from node.auth import parse_admin_list
@@ -24,6 +26,7 @@ from node.fronts.http.manage import MANAGE_KEY, manage_routes
 from node.fronts.http.services import SERVICES_KEY
 
 __all__ = ["CONSOLE_KEY", "Console", "console_routes"]
+log = logging.getLogger("idnode.console")
 
 
 @view
@@ -41,6 +44,13 @@ def console_routes() -> Extension:
         s = svc.settings
         if not s.console_enabled:
             return
+        if s.workers > 1:
+            # Sessions are rows of this process's table (docs/console.md "Session cookie").
+            log.warning(
+                "console: sessions live in each of the %d workers; a browser whose "
+                "connection reaches another worker is asked to log in again",
+                s.workers,
+            )
         if MANAGE_KEY not in app:
             manage_routes()(app)  # the console reviews through the same Onboarding
         manage = app[MANAGE_KEY]

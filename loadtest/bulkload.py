@@ -28,10 +28,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 import asyncpg
 
-from loadtest.harness import OUT, BenchError
+from loadtest.harness import OUT, BenchError, hold_lock
 from loadtest.rolls import PREFIX, RollRecords, register_prefix, roll_handle
 from protocol.handle import normalise
 from registry.embedded import EmbeddedPostgres
@@ -133,6 +134,14 @@ class BenchDataset:
         self.directory = directory
         self.marker = directory / "dataset.json"
         self.server = EmbeddedPostgres(directory / "data")
+        self._lock: IO[str] | None = None  # held while this process uses the dataset
+
+    def _take(self) -> None:
+        """Hold the dataset for this process: a second benchmark started on it would
+        stop its server when it ends, under the first one's feet. The lock lives beside
+        the directory, not in it: starting over deletes the directory."""
+        lock = self.directory.parent / f".{self.directory.name}.lock"
+        self._lock = hold_lock(lock, f"the dataset in {self.directory}")
 
     @property
     def dsn(self) -> str:
@@ -159,6 +168,8 @@ class BenchDataset:
         progress: Callable[[str], None] = lambda line: None,
     ) -> Loaded:
         """Start the server (creating it if need be) with at least ``rolls`` rolls."""
+        if self._lock is None:
+            self._take()
         marker = self._read_marker()
         if fresh or (
             marker and (marker.get("format") != MARKER_FORMAT or marker.get("fields") != fields)
@@ -186,8 +197,16 @@ class BenchDataset:
         return loaded
 
     def stop(self) -> None:
-        if self.server.is_initialised():
-            self.server.stop(mode="fast")  # a clean checkpoint: the next start needs no recovery
+        if self._lock is None:
+            return  # never started here (or another benchmark holds it): not ours to stop
+        try:
+            if self.server.is_initialised():
+                self.server.stop(
+                    mode="fast"
+                )  # a clean checkpoint: the next start needs no recovery
+        finally:
+            self._lock.close()
+            self._lock = None
 
     def wipe(self) -> None:
         if self.server.is_initialised():

@@ -15,9 +15,7 @@ processes off one server (the second would adopt the first's postmaster and stop
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +25,7 @@ from typing import IO
 import asyncpg
 
 from loadtest.bulkload import CHUNK, load_rolls
-from loadtest.harness import OUT, BenchError
+from loadtest.harness import OUT, BenchError, hold_lock
 from loadtest.rolls import roll_handle
 from protocol.handle import normalise
 from registry.embedded import EmbeddedPostgres
@@ -182,18 +180,7 @@ class GrowthDataset:
         """Take the directory's lock and start (or create) the server."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o711)  # run as root, PostgreSQL (another user) passes through
-        lock = open(self.directory / "lock", "w")  # noqa: SIM115 (held until close())
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise BenchError(
-                f"{self.directory} is in use by another growth run (its lock is held); "
-                "wait for it, or measure other steps"
-            ) from None
-        self._lock = lock
-        lock.write(f"{os.getpid()}\n")
-        lock.flush()
+        self._lock = hold_lock(self.directory / "lock", str(self.directory))
         self.server.initialise()
         self.server.start(timeout_s=300.0)  # recovery after an interrupted load takes a while
         asyncio.run(self._tune())

@@ -9,6 +9,7 @@ be killed outright. Every wait has a deadline.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import re
 import resource
@@ -24,6 +25,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import IO
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -37,6 +39,27 @@ _PR_SET_PDEATHSIG = 1
 
 class BenchError(Exception):
     """The benchmark cannot go on; the message says why."""
+
+
+def hold_lock(path: Path, what: str) -> IO[str]:
+    """An exclusive lock on ``path`` held by this process until the file is closed (or
+    the process ends), with its pid written in; BenchError naming the holder when another
+    process has it. ``what``: the kept dataset it guards, for the message."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "a+")  # noqa: SIM115 (held until the caller closes it)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise BenchError(
+            f"{what} is in use by another benchmark (pid {holder}): run one at a time"
+        ) from None
+    lock.truncate(0)
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
 
 
 def _die_with_parent() -> None:

@@ -556,6 +556,7 @@ class Node:
                 self.metrics,
                 header_timeout_s=s.http_header_timeout_s,
                 keepalive_timeout_s=s.http_keepalive_timeout_s,
+                body_idle_timeout_s=s.http_body_idle_timeout_s,
                 gate=gate,
                 ssl_context=ssl_context,
             )

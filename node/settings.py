@@ -526,6 +526,13 @@ class Settings:
         "with a 408 if they sent part of one); it bounds the TLS handshake too.",
         10.0,
     )
+    http_body_idle_timeout_s: float = _setting(
+        _positive_float,
+        "Longest pause in a request body the application is waiting for, in seconds: a "
+        "client that stops sending one (a slow POST) is disconnected. A steady upload, "
+        "however long, is never cut.",
+        30.0,
+    )
     http_keepalive_timeout_s: float = _setting(
         _positive_float,
         "An idle keep-alive HTTP connection is closed after this, in seconds.",

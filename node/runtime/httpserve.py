@@ -6,6 +6,9 @@ aiohttp leaves to the server on the public internet:
   them as long as its keep-alive timeout (3,630 s by default), so a client sending half
   a request line (slowloris) held its connection for an hour;
 - the keep-alive timeout, an idle connection's lifetime (aiohttp's own timer);
+- a limit on pauses in a request body the application waits for
+  (``body_idle_timeout_s``): aiohttp waits for body bytes as long as the client likes,
+  so a client sending one byte a minute (a slow POST) held a handler and its connection;
 - one counted, rate-limited log line for malformed requests, where aiohttp logs a
   traceback for each: a log flood anyone can cause;
 - ``Server: idnode`` instead of the Python and aiohttp versions;
@@ -63,14 +66,23 @@ def refusal_reply(refusal: Refusal) -> bytes:
 class HttpPolicy:
     """What every connection of one port shares: its deadline, metrics and log lines."""
 
-    def __init__(self, front: str, metrics: NodeMetrics, *, header_timeout_s: float):
+    def __init__(
+        self,
+        front: str,
+        metrics: NodeMetrics,
+        *,
+        header_timeout_s: float,
+        body_idle_timeout_s: float = 30.0,
+    ):
         self.front = front
         self.header_timeout_s = header_timeout_s
+        self.body_idle_timeout_s = body_idle_timeout_s
         self.timeout_reply = _plain_reply(
             "408 Request Timeout",
             f"request line and headers not received within {header_timeout_s:g} s",
         )
         self._timed_out = metrics.connections_timed_out.labels(front, "header_timeout")
+        self._body_timed_out = metrics.connections_timed_out.labels(front, "body_timeout")
         self._malformed = metrics.malformed.labels(front)
         self._timeout_log = LogEvery(log, logging.INFO)
         self._malformed_log = LogEvery(log, logging.INFO)
@@ -84,6 +96,16 @@ class HttpPolicy:
             self.front,
             peer,
             self.header_timeout_s,
+        )
+
+    def body_timed_out(self, peer: str | None) -> None:
+        self._body_timed_out.inc()
+        self._timeout_log(
+            "%s: closed a connection from %s: its request body paused for %g s "
+            "(http_body_idle_timeout_s)",
+            self.front,
+            peer,
+            self.body_idle_timeout_s,
         )
 
     def malformed(self, peer: str | None, exc: HttpProcessingError) -> None:
@@ -131,6 +153,12 @@ class GuardedRequestHandler(web.RequestHandler):
         self._framing = Framing()  # the bytes handed to aiohttp
         self._answered = 0  # requests aiohttp has answered (of framing.requests)
         self._peer: str | None = None
+        # While the application waits for a request body: the body, when its last bytes
+        # came (loop time), and the timer that checks for a pause (one per pause, not
+        # one per chunk: data_received only notes the time).
+        self._body: Any = None
+        self._body_seen = 0.0
+        self._body_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -164,6 +192,8 @@ class GuardedRequestHandler(web.RequestHandler):
             self._partial = True
             if self._deadline is None:
                 self._arm()
+        elif self._body is not None:
+            self._body_seen = self._clock_loop.time()
         super().data_received(data)
 
     def _answer_quick(self, lane: QuickAnswers, data: bytes) -> bytes:
@@ -227,13 +257,42 @@ class GuardedRequestHandler(web.RequestHandler):
         self._answered += 1  # its reply is written: the next may be answered here
         return resp, reset
 
-    def request_started(self) -> None:
+    def request_started(self, body: Any = None) -> None:
+        """The application has the request (``body``: its payload stream, watched for
+        pauses while it is not all in)."""
         self._in_request = True
         self._partial = False
         self._disarm()
+        if body is not None and not body.is_eof():
+            self._body = body
+            self._body_seen = self._clock_loop.time()
+            self._body_timer = self._clock_loop.call_later(
+                self._policy.body_idle_timeout_s, self._body_check
+            )
 
     def request_finished(self) -> None:
         self._in_request = False
+        self._body = None
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
+
+    def _body_check(self) -> None:
+        self._body_timer = None
+        body = self._body
+        if body is None or body.is_eof() or self.transport is None:
+            self._body = None
+            return  # all in: what the application does with it takes the time it takes
+        due = self._body_seen + self._policy.body_idle_timeout_s
+        if self._clock_loop.time() < due:
+            self._body_timer = self._clock_loop.call_at(due, self._body_check)
+            return
+        # No 408: the application may already be streaming its reply (POST /api/imports
+        # answers while the body arrives), so bytes written here could land inside it.
+        self._body = None
+        self._policy.body_timed_out(self._peer)
+        self.force_close()
+        self.transport.abort()
 
     def handle_error(
         self,
@@ -281,7 +340,7 @@ async def request_deadline(request: web.Request, handler: Handler) -> web.Stream
     protocol = request.protocol
     if not isinstance(protocol, GuardedRequestHandler):
         return await handler(request)
-    protocol.request_started()
+    protocol.request_started(request.content if request.body_exists else None)
     try:
         return await handler(request)
     finally:
@@ -306,6 +365,7 @@ async def serve_http(
     *,
     header_timeout_s: float,
     keepalive_timeout_s: float,
+    body_idle_timeout_s: float = 30.0,
     gate: ConnectionGate | None = None,
     ssl_context: ssl.SSLContext | None = None,
 ) -> Acceptor:
@@ -314,7 +374,12 @@ async def serve_http(
     server = runner.server
     assert server is not None, "runner.setup() first"
     loop = asyncio.get_running_loop()
-    policy = HttpPolicy(front, metrics, header_timeout_s=header_timeout_s)
+    policy = HttpPolicy(
+        front,
+        metrics,
+        header_timeout_s=header_timeout_s,
+        body_idle_timeout_s=body_idle_timeout_s,
+    )
     options: dict[str, Any] = {
         "keepalive_timeout": keepalive_timeout_s,
         "access_log": None,  # per-request logging costs throughput; metrics count requests

@@ -12,6 +12,7 @@ import logging
 import aiohttp
 import pytest
 
+from node.demo.dataset import SILK_MILL
 from tests.node.conftest import StartNode
 from tests.node.fronts.connections_support import (
     HOG,
@@ -24,6 +25,7 @@ from tests.node.fronts.connections_support import (
     refused,
     timed_out,
 )
+from tests.node.http_support import admin_of
 from tests.node.native_support import ABC
 from tests.node.wait_support import until
 
@@ -91,6 +93,49 @@ async def test_a_slow_request_line_is_cut_off(start_node: StartNode) -> None:
     finally:
         await close_all([silent])
     assert timed_out(node, "http", "header_timeout") == 2
+
+
+def put_head(handle: str, length: int) -> bytes:
+    auth = admin_of(SILK_MILL)["Authorization"]
+    return (
+        f"PUT /api/handles/{handle} HTTP/1.1\r\nHost: idnode.test\r\nAuthorization: {auth}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+async def test_a_request_body_that_stops_arriving_is_cut_off(start_http_node: StartNode) -> None:
+    """A slow POST: headers in time, then a body that pauses. Without the limit aiohttp
+    waits for it as long as the client likes, holding the handler and the connection."""
+    node = await start_http_node(http_body_idle_timeout_s=0.3)
+    assert node.http_port is not None
+    body = b'[{"index": 1, "type": "URL", "data": "https://example.com/slow"}]'
+    reader, writer = await connect(node.http_port)
+    try:
+        writer.write(put_head("88.118.2/SLOW-BODY", len(body)) + body[:10])
+        assert await ended(reader) == b""  # closed, no reply: none may be half-written
+    finally:
+        await close_all([(reader, writer)])
+    assert timed_out(node, "http", "body_timeout") == 1
+    assert await polite_get(node.http_port, "/api/handles/88.118.2/SLOW-BODY") == 404
+
+
+async def test_a_body_that_keeps_coming_is_not_cut_off(start_http_node: StartNode) -> None:
+    """Each pause shorter than the limit, the whole upload longer than it: accepted."""
+    node = await start_http_node(http_body_idle_timeout_s=1.0)
+    assert node.http_port is not None
+    body = b'[{"index": 1, "type": "URL", "data": "https://example.com/steady"}]'
+    reader, writer = await connect(node.http_port)
+    try:
+        writer.write(put_head("88.118.2/STEADY-BODY", len(body)))
+        for i in range(0, len(body), 4):  # ~17 pieces, 0.1 s apart: 1.7 s in all
+            writer.write(body[i : i + 4])
+            await writer.drain()
+            await asyncio.sleep(0.1)  # the client's own pace, not a wait for the node
+        reply = await read_response(reader)
+        assert reply is not None and reply.status in (200, 201), reply
+    finally:
+        await close_all([(reader, writer)])
+    assert timed_out(node, "http", "body_timeout") == 0
 
 
 async def test_an_idle_keep_alive_connection_is_closed(start_node: StartNode) -> None:

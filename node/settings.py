@@ -375,6 +375,12 @@ class Settings:
         "Console login sessions kept at once; when full, the one unused longest is ended.",
         1000,
     )
+    console_sessions_per_identity_max: int = _setting(
+        _positive_int,
+        "Console login sessions one identity keeps at once; a new login ends the one "
+        "of its sessions unused longest.",
+        20,
+    )
     console_session_idle_timeout_s: float = _setting(
         _positive_float, "A console session unused for this long ends, in seconds.", 1800.0
     )

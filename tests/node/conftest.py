@@ -10,6 +10,7 @@ import asyncio
 import json
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -232,7 +233,9 @@ async def tcp_exchange(host: str, port: int, data: bytes) -> bytes:
 async def start_http_node(database_url: str, tmp_path: Path) -> AsyncIterator[StartNode]:
     nodes: list[Node] = []
 
-    async def start(*, bind: str = "127.0.0.1", **flags: Any) -> Node:
+    async def start(
+        *, bind: str = "127.0.0.1", clock: Callable[[], float] = time.time, **flags: Any
+    ) -> Node:
         settings = load_settings(
             env={},
             flags={
@@ -248,7 +251,7 @@ async def start_http_node(database_url: str, tmp_path: Path) -> AsyncIterator[St
                 **flags,
             },
         )
-        node = Node(settings, monotonic=SteppedClock())
+        node = Node(settings, clock=clock, monotonic=SteppedClock())
         await node.start()
         nodes.append(node)
         return node

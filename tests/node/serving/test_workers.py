@@ -11,7 +11,6 @@ import os
 import re
 import signal
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +23,10 @@ from node.settings import Settings, load_settings
 from protocol.codes import ResponseCode
 from registry.embedded import EmbeddedPostgres
 from tests.node.process_support import READY, NodeProcess, run_idnode
+from tests.node.serving.workers_support import DEADLINE_S, wait_until, workers_up
 
 FREE = ["--admin-port", "0", "--handle-port", "0", "--http-port", "0"]
 ROLL = "88.118.2/ROLL-2026-000123"  # a demo record (node.demo.dataset)
-WORKER_UP = re.compile(
-    r"idnode\.workers: worker (?P<index>\d+) up: pid (?P<pid>\d+), admin port (?P<admin>\d+)"
-)
-DEADLINE_S = 30.0
 
 
 def worker_pids(supervisor: int) -> set[int]:
@@ -49,28 +45,6 @@ def worker_pids(supervisor: int) -> set[int]:
         if int(ppid) == supervisor and state != "Z" and b"node.serving.worker" in cmdline:
             found.add(int(entry.name))
     return found
-
-
-def workers_up(node: NodeProcess) -> dict[int, tuple[int, int]]:
-    """pid -> (index, admin port), from the supervisor's "worker i up" lines so far."""
-    return {
-        int(m["pid"]): (int(m["index"]), int(m["admin"]))
-        for m in (WORKER_UP.search(line) for line in list(node.lines))
-        if m
-    }
-
-
-async def wait_until(
-    condition: Callable[[], bool], what: str, timeout_s: float = DEADLINE_S
-) -> None:
-    """Poll ``condition`` until it holds or the deadline passes (a bounded wait on a
-    condition, not a sleep standing in for one)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def http_get(session: aiohttp.ClientSession, url: str, retried: list[str]) -> tuple[int, str]:

@@ -24,6 +24,7 @@ from node.fronts.http.console.context import CONSOLE_KEY, Console, Ctx, see_othe
 from node.fronts.http.console.sessions import ConsoleSessions
 from node.fronts.http.manage import MANAGE_KEY, manage_routes
 from node.fronts.http.services import SERVICES_KEY
+from registry.console import ConsoleStore
 
 __all__ = ["CONSOLE_KEY", "Console", "console_routes"]
 log = logging.getLogger("idnode.console")
@@ -44,22 +45,18 @@ def console_routes() -> Extension:
         s = svc.settings
         if not s.console_enabled:
             return
-        if s.workers > 1:
-            # Sessions are rows of this process's table (docs/console.md "Session cookie").
-            log.warning(
-                "console: sessions live in each of the %d workers; a browser whose "
-                "connection reaches another worker is asked to log in again",
-                s.workers,
-            )
         if MANAGE_KEY not in app:
             manage_routes()(app)  # the console reviews through the same Onboarding
         manage = app[MANAGE_KEY]
         console = Console(
+            # Sessions are registry rows: any worker or node on this registry knows them.
             ConsoleSessions(
+                ConsoleStore(svc.resolver.registry),
                 max_sessions=s.console_sessions_max,
+                max_per_identity=s.console_sessions_per_identity_max,
                 idle_timeout_s=s.console_session_idle_timeout_s,
                 lifetime_s=s.console_session_lifetime_s,
-                monotonic=svc.auth.monotonic,
+                clock=svc.clock,
             ),
             RoleCheck(svc.authorizer, svc.resolver.registry, parse_admin_list(s.auditors)),
             manage.onboarding,

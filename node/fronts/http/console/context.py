@@ -120,34 +120,43 @@ def error_page(request: web.Request, ctx: Ctx, exc: Refused) -> web.Response:
     return layout.reply(body, status=exc.status)
 
 
+async def _answer(
+    request: web.Request, handler: Handler, ctx: Ctx, *, logged_in: bool
+) -> web.StreamResponse:
+    console = ctx.console
+    # The registry holds the sessions: one that is down is a 503 page (_run).
+    session = ctx.session = await console.sessions.get(request.cookies.get(COOKIE))
+    if session is not None:
+        ctx.lang = _lang(request, session.lang)
+    if request.method == "POST":
+        if not same_origin(request):
+            raise Refused(403, "csrf_refused")
+        if request.content_type != "multipart/form-data":
+            ctx.form = await request.post()
+    if logged_in:
+        if session is None:
+            if request.method == "GET":
+                return see_other(f"{BASE}/login?{urlencode({'next': request.rel_url.raw_path_qs})}")
+            raise Refused(401, "session_over")
+        form_post = request.method == "POST" and request.content_type != "multipart/form-data"
+        if form_post and not token_ok(session, ctx.field(CSRF_FIELD) or None):
+            raise Refused(403, "csrf_refused")
+        if request.query.get("lang") in ("zh", "en"):
+            await console.sessions.set_lang(session, request.query["lang"])
+        ctx.roles = await console.roles.of(session.identity)
+        if not ctx.roles.any:  # a disabled enterprise prefix's admin, say
+            raise Refused(403, "no_role")
+    return await handler(request, ctx)
+
+
 async def _run(request: web.Request, handler: Handler, *, logged_in: bool) -> web.StreamResponse:
+    """``_answer``, its failures turned into pages, and every answer counted (a redirect
+    to the login page too)."""
     svc = services(request)
-    console = console_of(request)
-    session = console.sessions.get(request.cookies.get(COOKIE))
-    ctx = Ctx(svc, console, _lang(request, session.lang if session else None), session)
+    ctx = Ctx(svc, console_of(request), _lang(request, None))
     started = time.perf_counter()
     try:
-        if request.method == "POST":
-            if not same_origin(request):
-                raise Refused(403, "csrf_refused")
-            if request.content_type != "multipart/form-data":
-                ctx.form = await request.post()
-        if logged_in:
-            if session is None:
-                if request.method == "GET":
-                    return see_other(
-                        f"{BASE}/login?{urlencode({'next': request.rel_url.raw_path_qs})}"
-                    )
-                raise Refused(401, "session_over")
-            form_post = request.method == "POST" and request.content_type != "multipart/form-data"
-            if form_post and not token_ok(session, ctx.field(CSRF_FIELD) or None):
-                raise Refused(403, "csrf_refused")
-            if request.query.get("lang") in ("zh", "en"):
-                session.lang = request.query["lang"]
-            ctx.roles = await console.roles.of(session.identity)
-            if not ctx.roles.any:  # a disabled enterprise prefix's admin, say
-                raise Refused(403, "no_role")
-        resp = await handler(request, ctx)
+        resp = await _answer(request, handler, ctx, logged_in=logged_in)
     except Refused as exc:
         resp = error_page(request, ctx, exc)
     except DatabaseUnavailable as exc:

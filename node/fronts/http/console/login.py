@@ -91,7 +91,7 @@ async def do_login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     if not roles.any:
         page = login_page(lang, identity=user, problem=tr(lang, "no_role"), next_path=next_path)
         return layout.reply(page, status=403)
-    session = ctx.console.sessions.create(identity, lang)
+    session = await ctx.console.sessions.create(identity, lang)
     resp = see_other(_next(next_path))
     set_cookie(resp, session, is_https(request, svc.auth.gate.proxies))
     return resp
@@ -100,7 +100,7 @@ async def do_login(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 @view
 async def logout(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     assert ctx.session is not None
-    ctx.console.sessions.delete(ctx.session.id)
+    await ctx.console.sessions.delete(ctx.session.id)
     resp = see_other(f"{BASE}/login?lang={ctx.lang}")
     clear_cookie(resp, is_https(request, ctx.svc.auth.gate.proxies))
     return resp

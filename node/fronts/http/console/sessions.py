@@ -1,11 +1,21 @@
 """Console login sessions, their cookie, and the CSRF checks every POST passes.
 
-A session is a row of a bounded in-process table named by an opaque random id (the
-cookie's value); it holds the authenticated identity, a synchronizer token for forms and
-the language chosen. It ends after ``console_session_idle_timeout_s`` unused, after
-``console_session_lifetime_s`` however used, at logout, or when the table is full and
-it is the one unused longest. Times are read from the clock passed in (the node's
-monotonic clock), so tests step it.
+A session is a row of the registry's ``console_sessions`` table (registry.console), so
+every worker process and every node on one registry knows it: the kernel hands each new
+connection to any worker (``--workers N``), a load balancer to any node. The browser's
+cookie holds an opaque random id; the table holds only its SHA-256 digest (a dump or a
+backup holds no live credential), with the authenticated identity, a synchronizer token
+for forms and the language chosen.
+
+A session ends after ``console_session_idle_timeout_s`` unused, after
+``console_session_lifetime_s`` however used, at logout (its row deleted: every worker
+sees it at the next request), or at a login when its identity holds
+``console_sessions_per_identity_max`` sessions or the table ``console_sessions_max``,
+and it is the one unused longest. Expired rows are deleted at every login and whenever
+one is presented. Its use is written at most every ``TOUCH_S`` seconds, not on every
+request, so a session may end up to that much before its idle timeout counted from its
+very last request. Times are read from the clock passed in (the node's wall clock: rows
+are compared across processes and machines), so tests step it.
 
 The cookie is ``HttpOnly; SameSite=Strict; Path=/console/`` (``Secure`` over TLS or
 behind a trusted proxy that says it terminated TLS): a browser sends it only to the
@@ -22,30 +32,43 @@ the two checks keep it safe in those that ignore SameSite.
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import secrets
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from node.auth import Identity
 from node.auth.proxies import TrustedProxies
+from registry.console import ConsoleStore, SessionRow
 
 COOKIE = "idnode_console"
 PATH = "/console/"
 CSRF_FIELD = "csrf"
+TOUCH_S = 5.0  # a session's last use is written at most this often
+MAX_COOKIE_CHARS = 200  # a longer value names no session (ours are 43)
+
+
+def digest(sid: str) -> bytes:
+    """What the table holds for a cookie value."""
+    return hashlib.sha256(sid.encode("utf-8")).digest()
+
+
+def _at(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
 
 
 @dataclass
 class ConsoleSession:
-    id: str
+    id: str  # the cookie's value: in this request's memory only, never stored
     identity: Identity
     csrf: str
-    created: float  # monotonic seconds
+    created: float  # unix seconds, the node's wall clock
     used: float
     lang: str | None = None  # chosen with ?lang=; None: the browser's Accept-Language
 
@@ -53,56 +76,73 @@ class ConsoleSession:
 class ConsoleSessions:
     def __init__(
         self,
+        store: ConsoleStore,
         *,
         max_sessions: int,
+        max_per_identity: int,
         idle_timeout_s: float,
         lifetime_s: float,
-        monotonic: Callable[[], float],
+        clock: Callable[[], float],
     ):
+        self.store = store
         self.max_sessions = max_sessions
+        self.max_per_identity = max_per_identity
         self.idle_timeout_s = idle_timeout_s
         self.lifetime_s = lifetime_s
-        self.monotonic = monotonic
-        self._rows: OrderedDict[str, ConsoleSession] = OrderedDict()  # least recently used first
+        self.clock = clock
 
-    def __len__(self) -> int:
-        return len(self._rows)
+    def _expires(self, created: float, used: float) -> float:
+        return min(used + self.idle_timeout_s, created + self.lifetime_s)
 
-    def create(self, identity: Identity, lang: str | None = None) -> ConsoleSession:
-        now = self.monotonic()
-        self._expire(now)
-        while len(self._rows) >= self.max_sessions:
-            self._rows.popitem(last=False)
+    async def count(self) -> int:
+        return await self.store.count_sessions()
+
+    async def create(self, identity: Identity, lang: str | None = None) -> ConsoleSession:
+        now = self.clock()
         session = ConsoleSession(
             secrets.token_urlsafe(32), identity, secrets.token_urlsafe(32), now, now, lang
         )
-        self._rows[session.id] = session
+        row = SessionRow(
+            digest(session.id),
+            identity.handle,
+            identity.index,
+            identity.scheme,
+            session.csrf,
+            lang,
+            _at(now),
+            _at(now),
+            _at(self._expires(now, now)),
+        )
+        await self.store.create_session(
+            row,
+            now=_at(now),
+            max_total=self.max_sessions,
+            max_per_identity=self.max_per_identity,
+        )
         return session
 
-    def get(self, sid: str | None) -> ConsoleSession | None:
+    async def get(self, sid: str | None) -> ConsoleSession | None:
         """The live session named ``sid`` (its idle time restarts), or None."""
-        if not sid:
+        if not sid or len(sid) > MAX_COOKIE_CHARS:
             return None
-        session = self._rows.get(sid)
-        if session is None:
+        now = self.clock()
+        row = await self.store.get_session(digest(sid), _at(now))
+        if row is None:
             return None
-        now = self.monotonic()
-        if self._expired(session, now):
-            del self._rows[sid]
-            return None
-        session.used = now
-        self._rows.move_to_end(sid)
-        return session
+        created, used = row.created_at.timestamp(), row.used_at.timestamp()
+        if now - used >= TOUCH_S:
+            used = now
+            await self.store.touch_session(row.digest, _at(now), _at(self._expires(created, now)))
+        identity = Identity(row.identity, row.identity_index, row.scheme)
+        return ConsoleSession(sid, identity, row.csrf, created, used, row.lang)
 
-    def delete(self, sid: str) -> None:
-        self._rows.pop(sid, None)
+    async def set_lang(self, session: ConsoleSession, lang: str) -> None:
+        if session.lang != lang:
+            session.lang = lang
+            await self.store.set_session_lang(digest(session.id), lang)
 
-    def _expired(self, s: ConsoleSession, now: float) -> bool:
-        return now - s.used >= self.idle_timeout_s or now - s.created >= self.lifetime_s
-
-    def _expire(self, now: float) -> None:
-        for sid in [sid for sid, s in self._rows.items() if self._expired(s, now)]:
-            del self._rows[sid]
+    async def delete(self, sid: str) -> None:
+        await self.store.delete_session(digest(sid))
 
 
 def is_https(request: web.Request, proxies: TrustedProxies) -> bool:

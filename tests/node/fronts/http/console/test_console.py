@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
@@ -24,7 +25,15 @@ from tests.node.console_support import (
     ConsoleClient,
     roll_fields,
 )
-from tests.node.http_support import A_HANDLE, B_HANDLE, A, StartNode, admin_of, admin_value
+from tests.node.http_support import (
+    A_HANDLE,
+    B_HANDLE,
+    A,
+    StartNode,
+    SteppedClock,
+    admin_of,
+    admin_value,
+)
 
 
 @pytest.fixture
@@ -334,12 +343,30 @@ async def test_upload_over_the_limit_is_refused(start_http_node: StartNode) -> N
         await client.close()
 
 
-async def test_session_ends_when_idle(node: Node, browser: ConsoleClient) -> None:
+async def test_session_ends_when_idle(start_http_node: StartNode) -> None:
+    clock = SteppedClock(time.time())  # the node's wall clock: session rows are stamped with it
+    node = await start_http_node(clock=clock, **ROLES)
+    browser = ConsoleClient(node)
+    try:
+        await browser.login(ENT_A)
+        assert (await browser.get("/console/prefixes")).status == 200
+        clock.advance(node.settings.console_session_idle_timeout_s + 1)
+        assert (await browser.get("/console/prefixes")).status == 303
+    finally:
+        await browser.close()
+
+
+async def test_registry_down_is_a_503_page(node: Node, browser: ConsoleClient) -> None:
     await browser.login(ENT_A)
-    assert (await browser.get("/console/prefixes")).status == 200
-    clock = node.monotonic
-    clock.advance(node.settings.console_session_idle_timeout_s + 1)  # type: ignore[attr-defined]
-    assert (await browser.get("/console/prefixes")).status == 303
+    assert node.writes is not None
+    pool = node.writes.registry.pool
+    await pool.close()  # every session lookup now fails as an outage does
+    # Even a page that reads nothing else: the session itself is in the registry.
+    for path in ("/console/prefixes?lang=en", "/console/login?lang=en"):
+        page = await browser.get(path)
+        assert page.status == 503, (path, page.status)
+        assert "The registry is unavailable" in page.text and "Traceback" not in page.text
+    assert (await browser.post("/console/logout", {})).status == 503
 
 
 async def test_auditor_reviews_in_the_queue(start_http_node: StartNode) -> None:

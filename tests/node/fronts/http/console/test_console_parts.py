@@ -1,49 +1,14 @@
-"""The console's pieces that need no node: the session table's lifetimes and bound, the
-language choice, the charts' quantiles and SVG, and every word in both languages."""
+"""The console's pieces that need no node: the language choice, the charts' quantiles
+and SVG, and every word in both languages (the sessions: test_console_sessions.py)."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from node.auth import Identity
 from node.fronts.http.console import i18n
 from node.fronts.http.console.charts import Sampler, line_chart, quantile
-from node.fronts.http.console.sessions import ConsoleSessions
 from node.runtime.metrics import NodeMetrics
 from tests.node.http_support import SteppedClock
-
-WHO = Identity("88.118.2/ADMIN", 300, "basic")
-
-
-def sessions(clock: SteppedClock, most: int = 3) -> ConsoleSessions:
-    return ConsoleSessions(max_sessions=most, idle_timeout_s=60, lifetime_s=300, monotonic=clock)
-
-
-def test_session_idle_and_absolute_lifetimes() -> None:
-    clock = SteppedClock()
-    table = sessions(clock)
-    s = table.create(WHO)
-    assert len(s.id) >= 40 and s.csrf != s.id
-    for _ in range(5):  # used every 59 s: idle never reached...
-        clock.advance(59)
-        assert table.get(s.id) is s
-    clock.advance(59)  # ...but 295 s + 59 s is past the 300 s lifetime
-    assert table.get(s.id) is None
-    t = table.create(WHO)
-    clock.advance(60)
-    assert table.get(t.id) is None  # idle 60 s
-    assert table.get(None) is None and table.get("") is None and table.get("nope") is None
-
-
-def test_session_table_is_bounded_least_recently_used_out() -> None:
-    clock = SteppedClock()
-    table = sessions(clock, most=2)
-    a, b = table.create(WHO), table.create(WHO)
-    clock.advance(1)
-    assert table.get(a.id) is a  # a used last: b is the one unused longest
-    c = table.create(WHO)
-    assert len(table) == 2
-    assert table.get(b.id) is None and table.get(a.id) is a and table.get(c.id) is c
 
 
 def test_language_choice() -> None:

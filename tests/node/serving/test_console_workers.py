@@ -1,11 +1,12 @@
 """The web console on ``idnode serve --workers 2``: a real supervisor, two real worker
 processes, the embedded PostgreSQL. Every request goes on a new TCP connection, so the
 kernel may hand it to either worker; each worker's own metrics (on admin port + i) show
-that both answered. A login made through one worker holds on the other, and a logout
-ends it on both."""
+that both answered. A login made through one worker holds on the other, a logout ends
+it on both, and an import's progress and rejects read the same from either."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -14,12 +15,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from node.demo.dataset import SILK_MILL
+from node.demo.dataset import SILK_MILL, demo_dataset
 from tests.node.process_support import READY, NodeProcess
 from tests.node.serving.workers_support import workers_up
 
 FREE = ["--admin-port", "0", "--handle-port", "0", "--http-port", "0"]
 ENT_A = ("300:88.118.2/ADMIN", SILK_MILL.admin_secret)
+ROLL = "88.118.2/ROLL-2026-000123"  # a demo record: its fields are valid roll fields
+ROLL_TEMPLATE = "88.118/TPL.TEXTILE.ROLL.V1"
 FRESH = 30  # requests, each on its own connection
 _CONSOLE = re.compile(r'^idnode_requests_total\{[^}]*op="console"[^}]*\} (\S+)$', re.MULTILINE)
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -120,3 +123,54 @@ async def test_a_session_holds_on_every_worker_and_ends_on_all(browser: Browser)
     assert status == 303 and location.startswith("/console/login")
     for status, location, _ in await browser.spread("/console/prefixes"):
         assert status == 303 and location.startswith("/console/login?")
+
+
+def roll_fields() -> dict[str, str]:
+    """The demo roll's template fields (index 2000 and up): a valid set of values."""
+    (record,) = [h for h in demo_dataset().handles if h.handle == ROLL]
+    return {v["type"]: v["data"]["value"] for v in record.values if int(v["index"]) >= 2000}
+
+
+async def test_an_import_reads_the_same_from_every_worker(browser: Browser) -> None:
+    await login(browser)
+    fields = roll_fields()
+    keys = list(fields)
+
+    def row(handle: str, **changed: str) -> str:
+        cells = [handle, *({**fields, **changed}[k] for k in keys)]
+        return ",".join('"' + c.replace('"', '""') + '"' for c in cells)
+
+    csv_text = "\n".join(
+        [
+            ",".join(["handle", *keys]),
+            row("88.118.2/WORKERS-1"),
+            row("88.118.2/WORKERS-2", widthCm="900"),  # over the field's maximum
+            row("88.118.3/WORKERS-3"),  # another enterprise's prefix
+            row("88.118.2/WORKERS-4"),
+        ]
+    )
+    status, _, text = await browser.get("/console/imports")
+    token = _CSRF.search(text)
+    assert status == 200 and token is not None
+    form = aiohttp.FormData()
+    form.add_field("csrf", token[1])
+    form.add_field("template", ROLL_TEMPLATE)
+    form.add_field("file", csv_text.encode(), filename="rolls.csv", content_type="text/csv")
+    status, job_path, text = await browser.post("/console/imports", form)
+    assert status == 303 and job_path.startswith("/console/imports/"), text
+
+    async def finished() -> None:
+        while True:  # each look is a request, on a fresh connection: the job runs meanwhile
+            status, _, text = await browser.get(job_path + "?lang=en")
+            assert status == 200, text
+            if "<b id=state>done</b>" in text:
+                return
+
+    await asyncio.wait_for(finished(), 60)
+    for status, _, text in await browser.spread(job_path + "?lang=en"):
+        assert status == 200 and "<b id=state>done</b>" in text
+        assert '<progress id="bar" max="4" value="4">' in text
+        assert "88.118.2/WORKERS-2" in text and "88.118.3/WORKERS-3" in text
+        assert "not an admin" in text
+    for status, _, text in await browser.spread("/console/imports?lang=en"):
+        assert status == 200 and job_path in text and "rolls.csv" in text

@@ -48,10 +48,12 @@ def console_routes() -> Extension:
         if MANAGE_KEY not in app:
             manage_routes()(app)  # the console reviews through the same Onboarding
         manage = app[MANAGE_KEY]
+        # Sessions and import jobs are registry rows: any worker or node on this registry
+        # knows them (docs/console.md).
+        store = ConsoleStore(svc.resolver.registry)
         console = Console(
-            # Sessions are registry rows: any worker or node on this registry knows them.
             ConsoleSessions(
-                ConsoleStore(svc.resolver.registry),
+                store,
                 max_sessions=s.console_sessions_max,
                 max_per_identity=s.console_sessions_per_identity_max,
                 idle_timeout_s=s.console_session_idle_timeout_s,
@@ -66,7 +68,7 @@ def console_routes() -> Extension:
                 keep=s.console_samples,
                 clock=svc.clock,
             ),
-            importjob.ImportJobs(svc),
+            importjob.ImportJobs(svc, store),
         )
         app[CONSOLE_KEY] = console
 

@@ -8,8 +8,13 @@ kept with their line and reason. The header may name the template's fields by ke
 (``rollNumber``), Chinese name (``卷号``) or English label; names are turned into keys
 before the importer reads it. The job's page reloads itself each second while it runs.
 
-Jobs live in this process (a bounded table of the latest ``KEEP_JOBS``); what they
-committed is in the registry like any import's (``import_jobs``, the history rows).
+A job is a row of the registry's ``imports`` table like any import's, created before the
+upload's redirect with the file's row count and template (migration 0010), and advanced
+by the importer in the transaction of each chunk; its refused rows are
+``import_rejects``. The job's page and the list read those rows, so they answer the same
+on every worker and every node on the registry. The import itself runs as a background
+task of the worker that received the upload (at most ``MAX_RUNNING`` at once there); a
+failure is written to the row.
 """
 
 from __future__ import annotations
@@ -20,9 +25,7 @@ import csv
 import io
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 from aiohttp import BodyPartReader, web
 
@@ -38,58 +41,46 @@ from node.writes.bulkimport import Authorize, BulkImporter, ImportRefused, Impor
 from node.writes.bulkrows import RowPreparer
 from protocol.codes import AdminPerm
 from protocol.templates import Template
-from registry.bulk import ChunkOutcome, ImportStore, Rejected
+from registry.bulk import ImportStore
+from registry.console import ConsoleImport, ConsoleStore
 from registry.errors import RegistryError
 
 log = logging.getLogger("idnode.console.imports")
 
-KEEP_JOBS = 100
+KEEP_JOBS = 100  # listed
 MAX_RUNNING = 2
 MAX_REJECTS_KEPT = 1000  # shown; the count goes on
 READ_BYTES = 1 << 16
 
 
-@dataclass
-class Job:
-    id: str
-    actor: str
-    template: str
-    file_name: str
-    total_rows: int
-    state: str = "running"  # running | done | failed
-    through_line: int = 0
-    loaded: int = 0
-    existing: int = 0
-    rejected: int = 0
-    rejects: list[Rejected] = field(default_factory=list)
-    message: str = ""
-
-    @property
-    def rows_done(self) -> int:
-        return min(self.total_rows, max(0, self.through_line - 1))  # line 1 is the header
-
-
 class ImportJobs:
-    def __init__(self, svc: HttpServices):
+    """The imports this worker runs, and the registry rows every worker reads."""
+
+    def __init__(self, svc: HttpServices, store: ConsoleStore):
         self.svc = svc
-        self.jobs: OrderedDict[str, Job] = OrderedDict()
+        self.store = store
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def running(self) -> int:
-        return sum(1 for j in self.jobs.values() if j.state == "running")
+        return len(self._tasks)
 
-    def start(
+    async def start(
         self, identity: Identity, template: Template, name: str, data: bytes, rows: int
-    ) -> Job:
-        job = Job(f"console-{uuid.uuid4()}", identity.actor, template.handle, name, rows)
-        self.jobs[job.id] = job
-        while len(self.jobs) > KEEP_JOBS:
-            oldest = next((k for k, j in self.jobs.items() if j.state != "running"), None)
-            if oldest is None:
-                break
-            del self.jobs[oldest]
-        task = asyncio.get_running_loop().create_task(self._run(job, identity, template, data))
+    ) -> str:
+        """The new job's id, its row committed (so any worker shows it at once)."""
+        job, source = f"console-{uuid.uuid4()}", f"console:{name}"
+        await self.store.start_import(
+            job,
+            actor=identity.actor,
+            source=source,
+            template=template.handle,
+            total_rows=rows,
+            now=self.svc.now(),
+        )
+        task = asyncio.get_running_loop().create_task(
+            self._run(job, source, rows, identity, template, data)
+        )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return job
@@ -101,47 +92,41 @@ class ImportJobs:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _run(self, job: Job, identity: Identity, template: Template, data: bytes) -> None:
+    async def _fail(self, job: str, message: str) -> None:
+        try:
+            await self.store.fail_import(job, message, self.svc.now())
+        except RegistryError as exc:
+            log.warning("console import %s failed (%s); its row says so not: %s", job, message, exc)
+
+    async def _run(
+        self, job: str, source: str, rows: int, identity: Identity, template: Template, data: bytes
+    ) -> None:
         svc = self.svc
         importer = BulkImporter(
             ImportStore(svc.writes.registry),
             svc.writes.templates or registry_catalog(svc.writes.registry),
             # Small chunks, so the bar moves: about twenty steps for a file.
-            chunk_rows=max(50, min(svc.settings.import_chunk_rows, job.total_rows // 20 or 1)),
+            chunk_rows=max(50, min(svc.settings.import_chunk_rows, rows // 20 or 1)),
             clock=svc.now,
             preparer=RowPreparer(svc.writes.signer),
             authorize=_authorize(svc, identity),
         )
 
-        async def on_chunk(outcome: ChunkOutcome, rows: int) -> None:
-            p = outcome.job
-            job.through_line, job.loaded, job.existing = p.through_line, p.loaded, p.existing
-            job.rejected = p.rejected
-            room = MAX_REJECTS_KEPT - len(job.rejects)
-            job.rejects.extend(outcome.rejected[: max(0, room)])
-
-        async def source() -> AsyncIterator[bytes]:
+        async def blocks() -> AsyncIterator[bytes]:
             for start in range(0, len(data), READ_BYTES):
                 yield data[start : start + READ_BYTES]
 
-        ask = ImportRequest(
-            job.id, identity.actor, f"console:{job.file_name}", "csv", template.handle
-        )
+        ask = ImportRequest(job, identity.actor, source, "csv", template.handle)
         try:
-            summary = await importer.run(source(), ask, on_chunk)
-            j = summary.job
-            job.through_line, job.loaded, job.existing, job.rejected = (
-                j.through_line,
-                j.loaded,
-                j.existing,
-                j.rejected,
-            )
-            job.state = "done"
+            await importer.run(blocks(), ask)
         except (ImportRefused, RegistryError) as exc:
-            job.state, job.message = "failed", exc.message
+            await self._fail(job, exc.message)
+        except asyncio.CancelledError:
+            await self._fail(job, "the node stopped during the import; upload the file again")
+            raise
         except Exception:
-            log.exception("console import %s failed", job.id)
-            job.state, job.message = "failed", "internal server error"
+            log.exception("console import %s failed", job)
+            await self._fail(job, "internal server error")
 
 
 def _authorize(svc: HttpServices, identity: Identity) -> Authorize:
@@ -184,24 +169,36 @@ def count_rows(data: bytes) -> int:
         return max(0, data.count(b"\n"))
 
 
-def _job_row(j: Job) -> tuple[str, ...]:
+def _state(j: ConsoleImport) -> str:
+    return "failed" if j.failure is not None else j.state
+
+
+def _rows_done(j: ConsoleImport) -> int:
+    if j.state == "done":
+        return j.total_rows
+    return min(j.total_rows, max(0, j.through_line - 1))  # line 1 is the header
+
+
+def _file_name(j: ConsoleImport) -> str:
+    return j.source.removeprefix("console:")
+
+
+def _job_row(j: ConsoleImport) -> tuple[str, ...]:
     return (
-        f'<a href="{href("imports/" + j.id)}">{e(j.file_name)}</a>',
+        f'<a href="{href("imports/" + j.job)}">{e(_file_name(j))}</a>',
         e(j.template),
-        e(j.state),
-        e(f"{j.rows_done}/{j.total_rows}"),
+        e(_state(j)),
+        e(f"{_rows_done(j)}/{j.total_rows}"),
         e(j.loaded),
         e(j.rejected),
     )
 
 
-def _visible_jobs(ctx: Ctx) -> list[Job]:
+async def _visible_jobs(ctx: Ctx) -> list[ConsoleImport]:
     jobs: ImportJobs = ctx.console.imports
-    return [
-        j
-        for j in reversed(jobs.jobs.values())
-        if ctx.roles.sees_all or j.actor == ctx.identity.actor
-    ]
+    return await jobs.store.list_imports(
+        None if ctx.roles.sees_all else ctx.identity.actor, KEEP_JOBS
+    )
 
 
 @view
@@ -221,7 +218,7 @@ async def imports_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         f'<p><button type="submit">{e(t("upload"))}</button></p></form></section>'
     )
     heads = [t("csv_file"), t("template"), t("status"), t("rows"), t("loaded"), t("rejected")]
-    rows = [_job_row(j) for j in _visible_jobs(ctx)]
+    rows = [_job_row(j) for j in await _visible_jobs(ctx)]
     recent = f"<section><h2>{e(t('recent_imports'))}</h2>{layout.table(heads, rows)}</section>"
     return layout.reply(layout.framed(ctx.page(request), t("imports"), form + recent))
 
@@ -268,9 +265,9 @@ async def start_import(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     jobs: ImportJobs = ctx.console.imports
     if jobs.running >= MAX_RUNNING:
         raise Refused(429, "busy")
-    job = jobs.start(ctx.identity, template, file_name, keyed_header(data, template), rows)
+    job = await jobs.start(ctx.identity, template, file_name, keyed_header(data, template), rows)
     return web.Response(
-        status=303, headers={"Location": href("imports/" + job.id), "Cache-Control": "no-store"}
+        status=303, headers={"Location": href("imports/" + job), "Cache-Control": "no-store"}
     )
 
 
@@ -278,23 +275,25 @@ async def start_import(request: web.Request, ctx: Ctx) -> web.StreamResponse:
 async def job_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     t = ctx.t
     jobs: ImportJobs = ctx.console.imports
-    job = jobs.jobs.get(request.match_info["job"])
+    job = await jobs.store.get_import(request.match_info["job"][:200])
+    # Another admin's job is not found, not forbidden: its name says nothing either way.
     if job is None or not (ctx.roles.sees_all or job.actor == ctx.identity.actor):
         raise Refused(404, "not_found")
-    state = {"running": t("running"), "done": t("done"), "failed": t("import_failed")}[job.state]
+    refused = await ImportStore(ctx.svc.writes.registry).rejects(job.job, 0, MAX_REJECTS_KEPT)
+    state = {"running": t("running"), "done": t("done"), "failed": t("import_failed")}[_state(job)]
     total = max(job.total_rows, 1)
-    done = job.total_rows if job.state == "done" else job.rows_done
+    done = _rows_done(job)
     summary = layout.table(
         [t("rows"), t("loaded"), t("existing"), t("rejected")],
         [(e(f"{done}/{job.total_rows}"), e(job.loaded), e(job.existing), e(job.rejected))],
     )
-    message = layout.notice(job.message, "err") if job.message else ""
+    message = layout.notice(job.failure, "err") if job.failure else ""
     rejects = layout.table(
         [t("line"), t("handle"), t("reason")],
-        [(e(r.line), f"<code>{e(r.handle)}</code>", e(r.reason)) for r in job.rejects],
+        [(e(r.line), f"<code>{e(r.handle)}</code>", e(r.reason)) for r in refused],
     )
     content = (
-        f"<section><p>{e(job.file_name)} · {e(job.template)} · <b id=state>{e(state)}</b></p>"
+        f"<section><p>{e(_file_name(job))} · {e(job.template)} · <b id=state>{e(state)}</b></p>"
         f'<label for="bar">{e(t("progress"))}</label>'
         f'<progress id="bar" max="{total}" value="{done}">{done}/{total}</progress>'
         f"{summary}</section>{message}"
@@ -303,8 +302,8 @@ async def job_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     return layout.reply(
         layout.framed(
             ctx.page(request),
-            f"{t('import_job')} {job.id}",
+            f"{t('import_job')} {job.job}",
             content,
-            refresh_s=1 if job.state == "running" else None,
+            refresh_s=1 if _state(job) == "running" else None,
         )
     )

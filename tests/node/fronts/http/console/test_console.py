@@ -317,8 +317,31 @@ async def test_csv_import_loads_and_lists_rejects(node: Node, browser: ConsoleCl
     try:
         await other.login(ENT_B)
         assert (await other.get(job_path)).status == 404
+        assert job_path not in (await other.get("/console/imports")).text
     finally:
         await other.close()
+    assert job_path in (await browser.get("/console/imports")).text
+
+
+async def test_a_failed_import_says_why(browser: ConsoleClient) -> None:
+    await browser.login(ENT_A)
+    form = aiohttp.FormData()
+    form.add_field("csrf", await browser.csrf())
+    form.add_field("template", ROLL_TEMPLATE)
+    form.add_field("file", b'colour\n"red"\n', filename="x.csv", content_type="text/csv")
+    started = await browser.post("/console/imports", form)
+    assert started.status == 303, started.text
+
+    async def failed() -> str:
+        while True:  # each look is a request: the job runs meanwhile
+            page = await browser.get(started.headers["Location"] + "?lang=en")
+            if "<b id=state>done</b>" in page.text:
+                raise AssertionError(page.text)
+            if "<b id=state>failed</b>" in page.text:
+                return page.text
+
+    text = await asyncio.wait_for(failed(), 30)
+    assert "handle" in text and 'class="notice err"' in text
 
 
 async def test_upload_without_token_is_refused(browser: ConsoleClient) -> None:

@@ -446,3 +446,31 @@ async def test_login_returns_to_the_page_asked_and_nowhere_else(browser: Console
     for elsewhere in ("https://evil.example/", "//evil.example/console/", "/api/handles"):
         page = await browser.post("/console/login", {**creds, "next": elsewhere})
         assert page.headers["Location"] == "/console/", elsewhere
+
+
+async def test_two_nodes_on_one_registry_share_sessions_and_imports(
+    node: Node, start_http_node: StartNode
+) -> None:
+    """Behind one address, a browser's requests reach either node: the login, the
+    language, an import's page and the logout are the registry's, not a node's."""
+    other = await start_http_node(**ROLES)
+    one, two = ConsoleClient(node), ConsoleClient(other)
+    await two.close()
+    two.session = one.session  # one browser: one cookie jar (cookies ignore the port)
+    try:
+        await one.login(ENT_A)
+        page = await two.get("/console/prefixes?lang=en")
+        assert page.status == 200 and ENT_A[0] in page.text and 'lang="en"' in page.text
+        assert 'lang="en"' in (await one.get("/console/prefixes")).text  # kept in the row
+        form = aiohttp.FormData()
+        form.add_field("csrf", await two.csrf())
+        form.add_field("template", ROLL_TEMPLATE)
+        form.add_field("file", b"handle\n88.118.3/X\n", filename="y.csv", content_type="text/csv")
+        started = await two.post("/console/imports", form)
+        assert started.status == 303, started.text
+        job = await one.get(started.headers["Location"])
+        assert job.status == 200 and "y.csv" in job.text
+        assert (await two.post("/console/logout", {"csrf": page.csrf})).status == 303
+        assert (await one.get("/console/prefixes")).status == 303
+    finally:
+        await one.close()

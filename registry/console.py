@@ -47,6 +47,7 @@ class ConsoleImport:
     state: str  # "running" | "done"
     failure: str | None
     started_at: datetime
+    updated_at: datetime  # the last chunk committed, or the running worker's last word
 
 
 def _session(row: Any) -> SessionRow:
@@ -137,6 +138,10 @@ class ConsoleStore:
     @translated
     async def fail_import(self, job: str, failure: str, now: datetime) -> None:
         await self.pool.execute(q("console_import_fail"), job, failure, now)
+
+    @translated
+    async def touch_import(self, job: str, now: datetime) -> None:
+        await self.pool.execute(q("console_import_touch"), job, now)
 
     @translated
     async def get_import(self, job: str) -> ConsoleImport | None:

@@ -54,15 +54,20 @@ VALUES ($1, $2, $3, $4, $5, $6, $6);
 -- name: console_import_fail
 UPDATE imports SET failure = $2, updated_at = $3 WHERE job = $1;
 
+-- name: console_import_touch
+-- The worker running a console import says it still does (importjob.HEARTBEAT_S): a row
+-- left "running" and not touched for long is an import whose worker died.
+UPDATE imports SET updated_at = $2 WHERE job = $1 AND state = 'running';
+
 -- name: console_import_get
 SELECT job, actor, source, template, total_rows, through_line, loaded, existing, rejected,
-       state, failure, started_at
+       state, failure, started_at, updated_at
 FROM imports WHERE job = $1 AND total_rows IS NOT NULL;
 
 -- name: console_import_list
 -- The console imports of one actor ($1), or of everyone when $1 is NULL, newest first.
 SELECT job, actor, source, template, total_rows, through_line, loaded, existing, rejected,
-       state, failure, started_at
+       state, failure, started_at, updated_at
 FROM imports
 WHERE total_rows IS NOT NULL AND ($1::text IS NULL OR actor = $1)
 ORDER BY started_at DESC, job LIMIT $2;

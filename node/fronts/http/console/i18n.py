@@ -134,6 +134,12 @@ WORDS: dict[str, tuple[str, str]] = {
     "running": ("进行中", "running"),
     "done": ("已完成", "done"),
     "import_failed": ("导入失败", "failed"),
+    "import_interrupted": ("已中断", "interrupted"),
+    "import_interrupted_why": (
+        "运行此导入的进程已停止，导入未完成。请重新上传同一文件：已导入的行不会重复导入。",
+        "The process running this import stopped before it finished. Upload the same file "
+        "again: rows already in are not loaded twice.",
+    ),
     "rows": ("行数", "Rows"),
     "loaded": ("已导入", "Loaded"),
     "existing": ("已存在", "Already there"),

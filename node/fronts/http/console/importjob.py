@@ -26,6 +26,7 @@ import io
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime
 
 from aiohttp import BodyPartReader, web
 
@@ -51,6 +52,11 @@ KEEP_JOBS = 100  # listed
 MAX_RUNNING = 2
 MAX_REJECTS_KEPT = 1000  # shown; the count goes on
 READ_BYTES = 1 << 16
+# The worker running an import touches its row this often; a row still "running" but
+# untouched for STALE_S lost its worker (killed mid-import): the page says so and stops
+# reloading, instead of waiting for ever.
+HEARTBEAT_S = 10.0
+STALE_S = 60.0
 
 
 class ImportJobs:
@@ -117,6 +123,7 @@ class ImportJobs:
                 yield data[start : start + READ_BYTES]
 
         ask = ImportRequest(job, identity.actor, source, "csv", template.handle)
+        beat = asyncio.get_running_loop().create_task(self._heartbeat(job))
         try:
             await importer.run(blocks(), ask)
         except (ImportRefused, RegistryError) as exc:
@@ -127,6 +134,15 @@ class ImportJobs:
         except Exception:
             log.exception("console import %s failed", job)
             await self._fail(job, "internal server error")
+        finally:
+            beat.cancel()
+
+    async def _heartbeat(self, job: str) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            # A registry that fails here fails the import too, which says so.
+            with contextlib.suppress(RegistryError):
+                await self.store.touch_import(job, self.svc.now())
 
 
 def _authorize(svc: HttpServices, identity: Identity) -> Authorize:
@@ -169,8 +185,12 @@ def count_rows(data: bytes) -> int:
         return max(0, data.count(b"\n"))
 
 
-def _state(j: ConsoleImport) -> str:
-    return "failed" if j.failure is not None else j.state
+def _state(j: ConsoleImport, now: datetime) -> str:
+    if j.failure is not None:
+        return "failed"
+    if j.state == "running" and (now - j.updated_at).total_seconds() > STALE_S:
+        return "interrupted"
+    return j.state
 
 
 def _rows_done(j: ConsoleImport) -> int:
@@ -183,11 +203,11 @@ def _file_name(j: ConsoleImport) -> str:
     return j.source.removeprefix("console:")
 
 
-def _job_row(j: ConsoleImport) -> tuple[str, ...]:
+def _job_row(j: ConsoleImport, now: datetime) -> tuple[str, ...]:
     return (
         f'<a href="{href("imports/" + j.job)}">{e(_file_name(j))}</a>',
         e(j.template),
-        e(_state(j)),
+        e(_state(j, now)),
         e(f"{_rows_done(j)}/{j.total_rows}"),
         e(j.loaded),
         e(j.rejected),
@@ -218,7 +238,8 @@ async def imports_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         f'<p><button type="submit">{e(t("upload"))}</button></p></form></section>'
     )
     heads = [t("csv_file"), t("template"), t("status"), t("rows"), t("loaded"), t("rejected")]
-    rows = [_job_row(j) for j in await _visible_jobs(ctx)]
+    now = ctx.svc.now()
+    rows = [_job_row(j, now) for j in await _visible_jobs(ctx)]
     recent = f"<section><h2>{e(t('recent_imports'))}</h2>{layout.table(heads, rows)}</section>"
     return layout.reply(layout.framed(ctx.page(request), t("imports"), form + recent))
 
@@ -280,7 +301,13 @@ async def job_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
     if job is None or not (ctx.roles.sees_all or job.actor == ctx.identity.actor):
         raise Refused(404, "not_found")
     refused = await ImportStore(ctx.svc.writes.registry).rejects(job.job, 0, MAX_REJECTS_KEPT)
-    state = {"running": t("running"), "done": t("done"), "failed": t("import_failed")}[_state(job)]
+    now_state = _state(job, ctx.svc.now())
+    state = {
+        "running": t("running"),
+        "done": t("done"),
+        "failed": t("import_failed"),
+        "interrupted": t("import_interrupted"),
+    }[now_state]
     total = max(job.total_rows, 1)
     done = _rows_done(job)
     summary = layout.table(
@@ -288,6 +315,8 @@ async def job_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
         [(e(f"{done}/{job.total_rows}"), e(job.loaded), e(job.existing), e(job.rejected))],
     )
     message = layout.notice(job.failure, "err") if job.failure else ""
+    if now_state == "interrupted":
+        message = layout.notice(t("import_interrupted_why"), "err")
     rejects = layout.table(
         [t("line"), t("handle"), t("reason")],
         [(e(r.line), f"<code>{e(r.handle)}</code>", e(r.reason)) for r in refused],
@@ -304,6 +333,6 @@ async def job_page(request: web.Request, ctx: Ctx) -> web.StreamResponse:
             ctx.page(request),
             f"{t('import_job')} {job.job}",
             content,
-            refresh_s=1 if _state(job) == "running" else None,
+            refresh_s=1 if now_state == "running" else None,
         )
     )

@@ -8,14 +8,17 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import aiohttp
 import pytest
 
 from node.app import Node
+from node.fronts.http.console.importjob import STALE_S
 from node.writes.onboarding import admin_values
 from protocol.handle import normalise, parse_handle
+from registry.console import ConsoleStore
 from tests.node.console_support import (
     ENT_A,
     ENT_B,
@@ -342,6 +345,43 @@ async def test_a_failed_import_says_why(browser: ConsoleClient) -> None:
 
     text = await asyncio.wait_for(failed(), 30)
     assert "handle" in text and 'class="notice err"' in text
+
+
+async def test_an_import_whose_worker_died_says_so_and_stops_reloading(
+    start_http_node: StartNode,
+) -> None:
+    """A worker killed mid-import leaves its row "running": once no worker has touched it
+    for STALE_S, the page says the import stopped and how to finish it, and no longer
+    reloads itself for ever."""
+    clock = SteppedClock(time.time())
+    node = await start_http_node(clock=clock, **ROLES)
+    client = ConsoleClient(node)
+    try:
+        await client.login(ENT_A)
+        assert node.db is not None
+        store = ConsoleStore(node.db.registry)
+        job = "console-dead-worker"  # as a worker left it: started, then killed
+        await store.start_import(
+            job,
+            actor=ENT_A[0],
+            source="console:rolls.csv",
+            template=ROLL_TEMPLATE,
+            total_rows=10,
+            now=datetime.fromtimestamp(clock(), UTC),
+        )
+        page = await client.get(f"/console/imports/{job}?lang=en")
+        assert "<b id=state>running</b>" in page.text and 'http-equiv="refresh"' in page.text
+        clock.advance(STALE_S - 1)
+        page = await client.get(f"/console/imports/{job}?lang=en")
+        assert "<b id=state>running</b>" in page.text
+        clock.advance(2)  # no heartbeat came: no worker runs it
+        page = await client.get(f"/console/imports/{job}?lang=en")
+        assert "<b id=state>interrupted</b>" in page.text, page.text
+        assert 'http-equiv="refresh"' not in page.text
+        assert "Upload the same file again" in page.text
+        assert "interrupted" in (await client.get("/console/imports?lang=en")).text
+    finally:
+        await client.close()
 
 
 async def test_upload_without_token_is_refused(browser: ConsoleClient) -> None:

@@ -6,6 +6,7 @@ value never at rest, and one table shared by two session tables (two workers).""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -145,3 +146,23 @@ async def test_two_tables_on_one_registry_share_sessions(store: ConsoleStore) ->
     assert again is not None and again.lang == "en"
     await two.delete(s.id)
     assert await one.get(s.id) is None and await two.get(s.id) is None
+
+
+async def test_an_import_heartbeat_moves_a_running_row_only(store: ConsoleStore) -> None:
+    """What importjob's heartbeat writes: a running import's row says its worker lives;
+    a finished one is left as it ended."""
+    started = datetime.fromtimestamp(T0, UTC)
+    later = started + timedelta(seconds=30)
+    for job in ("console-beat-running", "console-beat-done"):
+        await store.start_import(
+            job, actor=WHO.actor, source="console:x.csv", template="T", total_rows=1, now=started
+        )
+    await store.pool.execute(
+        "UPDATE imports SET state = 'done' WHERE job = $1", "console-beat-done"
+    )
+    for job in ("console-beat-running", "console-beat-done"):
+        await store.touch_import(job, later)
+    running = await store.get_import("console-beat-running")
+    done = await store.get_import("console-beat-done")
+    assert running is not None and running.updated_at == later
+    assert done is not None and done.updated_at == started

@@ -5,6 +5,7 @@ demo's roll template taken from a demo record."""
 from __future__ import annotations
 
 import re
+import ssl
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,15 @@ class Page:
 class ConsoleClient:
     """One browser: its cookies, and forms posted with this site's Origin."""
 
-    def __init__(self, node: Node):
-        self.base = f"http://127.0.0.1:{node.http_port}"
+    def __init__(self, node: Node, *, tls: ssl.SSLContext | None = None):
+        """``tls``: over HTTPS with this context (and the client certificate it holds)."""
+        scheme = "https" if tls is not None else "http"
+        self.base = f"{scheme}://127.0.0.1:{node.http_port}"
         # unsafe: the jar keeps cookies of an IP-address host (127.0.0.1)
-        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        self.session = aiohttp.ClientSession(
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            connector=aiohttp.TCPConnector(ssl=tls) if tls is not None else None,
+        )
 
     async def close(self) -> None:
         await self.session.close()

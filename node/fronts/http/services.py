@@ -6,6 +6,7 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -61,18 +62,11 @@ class HttpServices:
     async def identity(self, request: web.Request) -> Identity | None:
         """The authenticated caller, None for an anonymous request; an AuthError
         becomes the matching reply (401 + WWW-Authenticate, 403, 429 + Retry-After)."""
-        transport = request.transport
-        ssl_object = transport.get_extra_info("ssl_object") if transport else None
         ctx = AuthContext(
             headers=request.headers,
             peer=request.remote,
             secure=request.secure,
-            extra={
-                "peercert": transport.get_extra_info("peercert") if transport else None,
-                # DER: the public key is needed, which the decoded dict leaves out. Only a
-                # certificate the TLS layer verified is there (CERT_OPTIONAL, node.runtime.tls).
-                PEERCERT_DER: ssl_object.getpeercert(binary_form=True) if ssl_object else None,
-            },
+            extra=certificate_of(request),
         )
         try:
             return await self.auth.authenticate(ctx)
@@ -110,6 +104,19 @@ class HttpServices:
 
 
 SERVICES_KEY = web.AppKey("idnode.http.services", HttpServices)
+
+
+def certificate_of(request: web.Request) -> dict[str, Any]:
+    """The TLS client certificate of the request's connection, as AuthContext.extra
+    carries it (node.auth.clientcert), or Nones."""
+    transport = request.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport else None
+    return {
+        "peercert": transport.get_extra_info("peercert") if transport else None,
+        # DER: the public key is needed, which the decoded dict leaves out. Only a
+        # certificate the TLS layer verified is there (CERT_OPTIONAL, node.runtime.tls).
+        PEERCERT_DER: ssl_object.getpeercert(binary_form=True) if ssl_object else None,
+    }
 
 
 def auth_error(exc: AuthError) -> ApiError:

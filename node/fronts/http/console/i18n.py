@@ -24,6 +24,12 @@ WORDS: dict[str, tuple[str, str]] = {
     ),
     "secret": ("密钥口令", "Secret"),
     "login_failed": ("登录失败", "Login failed"),
+    "login_cert": ("使用客户端证书登录", "Log in with your client certificate"),
+    "login_cert_hint": (
+        "浏览器出示的证书须由本节点信任的 CA 签发，其公钥须为该管理员的 HS_PUBKEY 值。",
+        "The certificate your browser presents must be signed by a CA this node trusts, "
+        "and its key must be one of the admin's HS_PUBKEY values.",
+    ),
     "no_role": (
         "该身份不是平台管理员、审核员或企业管理员",
         "This identity is no platform admin, auditor or enterprise admin",

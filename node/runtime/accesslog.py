@@ -29,7 +29,7 @@ from node.settings import ACCESS_LOG_MODES, Settings
 from protocol.message import ENVELOPE_BYTES, HEADER_BYTES, EnvelopeFlag, Message
 
 HANDLE_MAX_CHARS = 512  # a handle longer than this is cut (a request may carry 256 KiB)
-_RC = struct.Struct(">I")
+_U32 = struct.Struct(">I")
 _RC_OFFSET = ENVELOPE_BYTES + 4  # the message header opens with the opcode, then the code
 _ENVELOPE_FLAGS_OFFSET = 2
 _HANDLE_AT = ENVELOPE_BYTES + HEADER_BYTES  # a resolution body opens with the handle
@@ -117,7 +117,7 @@ def wire_handle(request: bytes) -> str | None:
     at = _HANDLE_AT + 4
     if len(request) < at:
         return None
-    size = _RC.unpack_from(request, _HANDLE_AT)[0]
+    size = _U32.unpack_from(request, _HANDLE_AT)[0]
     return request[at : at + min(size, HANDLE_MAX_CHARS * 4)].decode("utf-8", "replace") or None
 
 
@@ -125,8 +125,8 @@ def reply_code(reply: bytes | bytearray | list[bytes] | None) -> int | None:
     """The response code of an encoded native reply (the first datagram of a split
     one); None when there is no reply or it is encrypted."""
     data = reply[0] if isinstance(reply, list) else reply
-    if not data or len(data) < _RC_OFFSET + _RC.size:
+    if not data or len(data) < _RC_OFFSET + _U32.size:
         return None
     if data[_ENVELOPE_FLAGS_OFFSET] & EnvelopeFlag.ENCRYPTED:
         return None
-    return int(_RC.unpack_from(data, _RC_OFFSET)[0])
+    return int(_U32.unpack_from(data, _RC_OFFSET)[0])

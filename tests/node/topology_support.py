@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.hazmat.primitives import serialization
 
@@ -29,6 +30,23 @@ from tests.node.http_support import SteppedClock
 
 TOP, TEXTILE, ELEVATOR = "top", "textile", "elevator"
 PREFIX = {TOP: "88", TEXTILE: "88.118", ELEVATOR: "88.119"}
+# A node starts or stops in seconds here. Past this, the step fails saying which one,
+# with every asyncio task's stack on stderr, rather than running into pytest's timeout
+# with only the threads' stacks (which show an idle event loop and nothing more).
+STEP_BOUND_S = 45.0
+T = TypeVar("T")
+
+
+async def bounded(what: str, step: Awaitable[T]) -> T:
+    try:
+        return await asyncio.wait_for(step, STEP_BOUND_S)
+    except TimeoutError:
+        print(f"{what}: not done after {STEP_BOUND_S:g} s; the tasks:", file=sys.stderr)
+        for task in asyncio.all_tasks():
+            task.print_stack(file=sys.stderr)
+        raise AssertionError(
+            f"{what} took over {STEP_BOUND_S:g} s (task stacks on stderr)"
+        ) from None
 
 
 class WallClock:
@@ -59,7 +77,7 @@ class Member:
 
     async def start(self) -> Node:
         self.node = Node(self.settings, clock=self.clock, monotonic=self.monotonic)
-        await self.node.start()
+        await bounded(f"{self.name} start", self.node.start())
         # A restarted node keeps its ports, as a deployed one does: its HS_SITE, and the
         # secondaries' upstream setting, stay true.
         self.settings = dataclasses.replace(
@@ -70,7 +88,7 @@ class Member:
     async def stop(self) -> None:
         if self.node is not None:
             node, self.node = self.node, None
-            await node.stop()
+            await bounded(f"{self.name} stop", node.stop())
 
 
 @dataclass
@@ -96,7 +114,7 @@ class Topology:
             source="cli",
         )
 
-    async def docked(self, name: str, prefixes: set[str], timeout_s: float = 60.0) -> None:
+    async def docked(self, name: str, prefixes: set[str], timeout_s: float = STEP_BOUND_S) -> None:
         """Until the secondary's outbox says these prefixes are docked."""
         docking = self[name].docking
         assert docking is not None

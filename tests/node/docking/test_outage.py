@@ -14,7 +14,7 @@ from node.client.native import NativeClient
 from protocol.codes import ResponseCode
 from registry.docking import DockingRow
 from registry.rows import PrefixStatus
-from tests.node.topology_support import ELEVATOR, TEXTILE, TOP, topology
+from tests.node.topology_support import ELEVATOR, STEP_BOUND_S, TEXTILE, TOP, topology
 
 
 def native(node: Node) -> NativeClient:
@@ -87,6 +87,6 @@ async def _until(node: Node, prefix: str, ok: Callable[[DockingRow], object]) ->
         return row
 
     try:
-        return await asyncio.wait_for(wait(), 60)
+        return await asyncio.wait_for(wait(), STEP_BOUND_S)
     except TimeoutError:
         raise AssertionError(f"{prefix} never got there; last seen: {seen[-1:]}") from None

@@ -27,6 +27,20 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 START_TIMEOUT_S = 60.0  # a cold first start on a busy CI box
 STEP_TIMEOUT_S = 30.0
 
+# What every headless run here needs: no sandbox (containers run as root), no GPU, no
+# network of Chromium's own, and /tmp rather than a 64 MB /dev/shm.
+HEADLESS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+)
+
 
 class Browser:
     def __init__(self, proc: asyncio.subprocess.Process, http: aiohttp.ClientSession):
@@ -44,15 +58,7 @@ class Browser:
         profile.mkdir(parents=True, exist_ok=True)
         proc = await asyncio.create_subprocess_exec(
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
+            *HEADLESS,
             "--hide-scrollbars",
             "--remote-debugging-port=0",
             "--remote-debugging-address=127.0.0.1",

@@ -95,7 +95,9 @@ async def _body(request: web.Request, limit: int) -> AsyncIterator[bytes]:
         yield block
 
 
-def _authorize(svc: HttpServices, identity: Identity) -> Authorize:
+def import_authorizer(svc: HttpServices, identity: Identity) -> Authorize:
+    """Rows go in only under prefixes ``identity`` holds ADD_HANDLE on; the reason else."""
+
     async def check(prefix: str) -> str | None:
         try:
             await svc.authorizer.require_on_prefix(identity, int(AdminPerm.ADD_HANDLE), prefix)
@@ -130,7 +132,7 @@ async def post_import(request: web.Request) -> web.StreamResponse:
         preparer=RowPreparer(svc.writes.signer) if executor is None else None,
         executor=executor,
         workers=MAX_WORKERS if executor is not None else 1,
-        authorize=_authorize(svc, identity),
+        authorize=import_authorizer(svc, identity),
     )
     response = web.StreamResponse(
         status=200,

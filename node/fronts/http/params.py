@@ -143,3 +143,21 @@ def page(query: Query) -> tuple[int | None, int | None]:
         integer(query, "page", low=0, high=MAX_PAGE),
         integer(query, "pageSize", low=0, high=MAX_PAGE_SIZE),
     )
+
+
+def weighted(header: str) -> list[tuple[str, float]]:
+    """The items of an Accept-style header (``Accept``, ``Accept-Language``), lowercased,
+    each with its ``q`` weight (1 when absent, 0 when unreadable)."""
+    out = []
+    for item in header.split(","):
+        token, *options = (part.strip() for part in item.split(";"))
+        q = 1.0
+        for opt in options:
+            name, _, value = opt.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        out.append((token.lower(), q))
+    return out

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from node.fronts.http.params import weighted
+
 LANGS = ("zh", "en")
 
 WORDS: dict[str, tuple[str, str]] = {
@@ -187,17 +189,8 @@ def status_word(lang: str, status: int) -> str:
 def from_accept_language(header: str) -> str:
     """``en`` when the browser ranks an English tag above every Chinese one."""
     best = {"zh": 0.0, "en": 0.0}
-    for item in header.split(","):
-        tag, *options = (part.strip() for part in item.split(";"))
-        q = 1.0
-        for opt in options:
-            name, _, value = opt.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        base = tag.lower().split("-")[0]
+    for tag, q in weighted(header):
+        base = tag.split("-")[0]
         if base in best:
             best[base] = max(best[base], q)
     return "en" if best["en"] > best["zh"] else "zh"

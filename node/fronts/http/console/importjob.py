@@ -30,17 +30,17 @@ from datetime import datetime
 
 from aiohttp import BodyPartReader, web
 
-from node.auth import Denied, Identity
+from node.auth import Identity
 from node.fronts.http.console import layout
 from node.fronts.http.console.context import Ctx, Refused, upload_token_ok, view
 from node.fronts.http.console.enterprise import templates
 from node.fronts.http.console.layout import e, href
 from node.fronts.http.console.sessions import CSRF_FIELD
+from node.fronts.http.imports import import_authorizer
 from node.fronts.http.services import HttpServices
 from node.templates.catalog import registry_catalog
-from node.writes.bulkimport import Authorize, BulkImporter, ImportRefused, ImportRequest
+from node.writes.bulkimport import BulkImporter, ImportRefused, ImportRequest
 from node.writes.bulkrows import RowPreparer
-from protocol.codes import AdminPerm
 from protocol.templates import Template
 from registry.bulk import ImportStore
 from registry.console import ConsoleImport, ConsoleStore
@@ -115,7 +115,7 @@ class ImportJobs:
             chunk_rows=max(50, min(svc.settings.import_chunk_rows, rows // 20 or 1)),
             clock=svc.now,
             preparer=RowPreparer(svc.writes.signer),
-            authorize=_authorize(svc, identity),
+            authorize=import_authorizer(svc, identity),
         )
 
         async def blocks() -> AsyncIterator[bytes]:
@@ -143,17 +143,6 @@ class ImportJobs:
             # A registry that fails here fails the import too, which says so.
             with contextlib.suppress(RegistryError):
                 await self.store.touch_import(job, self.svc.now())
-
-
-def _authorize(svc: HttpServices, identity: Identity) -> Authorize:
-    async def check(prefix: str) -> str | None:
-        try:
-            await svc.authorizer.require_on_prefix(identity, int(AdminPerm.ADD_HANDLE), prefix)
-        except Denied as exc:
-            return exc.message
-        return None
-
-    return check
 
 
 def keyed_header(data: bytes, template: Template) -> bytes:

@@ -88,17 +88,7 @@ def wants_json(accept: str) -> bool:
     """True when Accept names application/json (or a +json type) at least as highly
     as HTML. Browsers never list JSON; ``*/*`` (curl) gets the redirect."""
     best_json = best_html = 0.0
-    for item in accept.split(","):
-        media, *options = (part.strip() for part in item.split(";"))
-        q = 1.0
-        for opt in options:
-            name, _, value = opt.partition("=")
-            if name.strip().lower() == "q":
-                try:
-                    q = float(value)
-                except ValueError:
-                    q = 0.0
-        media = media.lower()
+    for media, q in params.weighted(accept):
         if media == "application/json" or (
             media.startswith("application/") and media.endswith("+json")
         ):

@@ -13,7 +13,6 @@ the very server it is loading the page from.
 from __future__ import annotations
 
 import asyncio
-import shutil
 import struct
 import zlib
 from collections.abc import AsyncIterator
@@ -25,10 +24,9 @@ import pytest
 
 from node.app import Node
 from node.demo.dataset import SILK_LOT
+from tests.node.cdp_support import CHROMIUM, HEADLESS, INSTALL
 from tests.node.http_support import A, admin_of, admin_value
 
-INSTALL = "apt-get update && apt-get install -y chromium fonts-noto-cjk"
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WIDTH, HEIGHT = 1024, 1400
 BROWSER_TIMEOUT_S = 90.0  # first start on a cold CI box is slow; normally ~2 s
 
@@ -40,15 +38,7 @@ async def chromium(profile: Path, *args: str) -> bytes:
     assert CHROMIUM is not None
     proc = await asyncio.create_subprocess_exec(
         CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",  # containers give /dev/shm 64 MB
+        *HEADLESS,
         f"--user-data-dir={profile}",
         f"--window-size={WIDTH},{HEIGHT}",
         *args,

@@ -39,7 +39,7 @@ from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.errors import ProtocolError
 from protocol.handle import normalise
 from protocol.idis import LoginRequest
-from protocol.message import Message, encode
+from protocol.message import Message, decode, encode
 from protocol.msgsign import sign_message
 from protocol.negotiate import at_least, build_reply
 from protocol.session import (
@@ -73,6 +73,10 @@ class Refusal(Exception):
     @property
     def message(self) -> str:
         return str(self.args[0])
+
+
+def _bad_ciphertext() -> Refusal:
+    return Refusal(ResponseCode.SESSION_KEY_INVALID, "session authentication failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +128,18 @@ class NativeAuth:
             return decrypt_message(data, session.key)
         except ProtocolError:
             # CBC has no integrity of its own: bad padding is a bad MAC to the client.
-            raise Refusal(
-                ResponseCode.SESSION_KEY_INVALID, "session authentication failed"
-            ) from None
+            raise _bad_ciphertext() from None
+
+    @staticmethod
+    def decode_decrypted(data: bytes) -> Message:
+        """The message ``decrypt`` returned. One wrong key or tampered block in 256 still
+        ends in valid padding; what it decrypts to is garbage and gets the same answer as
+        bad padding, never a parse error naming its bytes: anything else would tell a
+        prober which of its guesses padded well (a padding oracle)."""
+        try:
+            return decode(data)
+        except ProtocolError:
+            raise _bad_ciphertext() from None
 
     def unwrap(self, request: Message, peer: Peer, encrypted: bool) -> Unwrapped:
         now = self.monotonic()

@@ -265,7 +265,9 @@ class NativeHandler:
             if EnvelopeFlag.ENCRYPTED in envelope.flags and framed and self.auth is not None:
                 data = self.auth.decrypt(data, envelope.session_id)
                 encrypted = True
-            request = decode(data)
+                request = self.auth.decode_decrypted(data)
+            else:
+                request = decode(data)
         except MalformedMessage as exc:
             self.metrics.malformed.labels(peer.transport).inc()
             return self._malformed_reply(exc, now)

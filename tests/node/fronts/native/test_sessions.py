@@ -14,11 +14,19 @@ from node.app import Node
 from node.demo.seed import seed_records
 from protocol.admin import HandleReply, HandleRequest
 from protocol.authbodies import ChallengeAnswer
-from protocol.bodies import ChallengeReply
+from protocol.bodies import ChallengeReply, ErrorReply
 from protocol.challenge import SeckeyForm, make_seckey_answer
 from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.keys import decode_public_key
-from protocol.message import EnvelopeFlag, Header, Message, decode, encode
+from protocol.message import (
+    ENVELOPE_BYTES,
+    HEADER_BYTES,
+    EnvelopeFlag,
+    Header,
+    Message,
+    decode,
+    encode,
+)
 from protocol.msgsign import verify_message
 from protocol.session import (
     SessionMode,
@@ -185,12 +193,16 @@ async def test_encrypted_requests_get_encrypted_replies(node: Node) -> None:
     assert raw[2] & EnvelopeFlag.ENCRYPTED
     reply = decode(decrypt_message(raw, ref.key))
     assert reply.header.response_code == ResponseCode.SUCCESS and OpFlag.ENCR in reply.header.flags
-    # Garbage under the ENCRYPTED flag, or the wrong key: refused as a bad MAC would be.
-    bad = encrypt_message(encode(ref.op(MODIFY, 3)), bytes(32), os.urandom(16))
-    assert (
-        decode(await tcp_exchange("127.0.0.1", ref.port, bad)).header.response_code
-        == ResponseCode.SESSION_KEY_INVALID
-    )
+    # Garbage under the ENCRYPTED flag, or the wrong key: refused as a bad MAC would be,
+    # whether the padding came out bad or (one time in 256) good: the right key over
+    # bytes that are no message is that second case, every time.
+    wrong_key = encrypt_message(encode(ref.op(MODIFY, 3)), bytes(32), os.urandom(16))
+    header = encode(ref.op(MODIFY, 3))[: ENVELOPE_BYTES + HEADER_BYTES]
+    garbage = encrypt_message(header + b"\xff" * 40, ref.key, os.urandom(16))
+    for bad in (wrong_key, garbage):
+        refused = decode(await tcp_exchange("127.0.0.1", ref.port, bad))
+        assert refused.header.response_code == ResponseCode.SESSION_KEY_INVALID
+        assert refused.body == ErrorReply("session authentication failed")
 
 
 @pytest.mark.parametrize("mode", [m for m in SessionMode if m != SessionMode.DIFFIE_HELLMAN])

@@ -75,6 +75,7 @@ async def test_the_fd_reserve_keeps_readyz_answering(database_url: str, tmp_path
         assert sample(metrics, refused, front="http", reason="fd_reserve") > 0
         await close_all(hogs)
         hogs = []
+        await released(node, "http")
         status, _ = await asyncio.to_thread(http_get, node.http_port, "/api/prefixes")
         assert status == 200
     finally:
@@ -97,6 +98,7 @@ async def test_native_tcp_keeps_the_fd_reserve(database_url: str, tmp_path: Path
         assert sample(metrics, refused, front="tcp", reason="fd_reserve") > 0
         await close_all(hogs)
         hogs = []
+        await released(node, "tcp")
         assert await native_resolves(node.ports["handle"])  # its listener lives on
     finally:
         await close_all(hogs)
@@ -134,6 +136,22 @@ async def test_running_out_pauses_the_listeners_and_logs_one_line(
     assert "Traceback" not in node.output
     exhausted = [line for line in node.lines if "EMFILE" in line]
     assert 2 <= len(exhausted) <= 4, exhausted
+
+
+async def released(node: LimitedNodeProcess, front: str, timeout_s: float = 15.0) -> None:
+    """Wait for the node to have closed every connection of ``front`` the flood's clients
+    closed: it does so as it reads their EOFs, so a connection made before then may still
+    find the reserve taken and be refused, as it should be."""
+
+    async def open_now() -> float:
+        _, metrics = await asyncio.to_thread(http_get, node.ports["admin"], "/metrics")
+        return sample(metrics, "idnode_connections_open", front=front)
+
+    async def spin() -> None:
+        while await open_now() > 0:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(spin(), timeout_s)
 
 
 def logged(node: LimitedNodeProcess, text: str) -> bool:

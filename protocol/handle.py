@@ -50,6 +50,8 @@ class Handle:
 
 
 def _check_text(text: str, what: str) -> None:
+    if text.isprintable():
+        return  # neither Cc nor Cs is printable: one C loop instead of two lookups a character
     for pos, ch in enumerate(text):
         if unicodedata.category(ch) == "Cc":
             raise HandleSyntaxError(

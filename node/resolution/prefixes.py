@@ -19,6 +19,11 @@ from registry.rows import Prefix, PrefixStatus
 
 log = logging.getLogger("idnode.prefixes")
 
+# Answers of ``serves`` remembered between updates: every resolution asks, nearly always
+# about the same few prefixes, and the answer walks every served prefix. Bounded, since
+# clients choose what they ask about.
+SERVES_MEMO_MAX = 4096
+
 
 class ServedPrefixes:
     """Configured prefixes plus the registry's, with their lifecycle status."""
@@ -30,6 +35,7 @@ class ServedPrefixes:
         self._enabled: tuple[str, ...] = ()
         self.generation = 0  # bumped at every update: waiters compare it
         self._updated = asyncio.Condition()
+        self._serves: dict[str, bool] = {}
 
     async def update(self, rows: Iterable[Prefix], homed: Iterable[str] = ()) -> None:
         self._homed = tuple(homed)
@@ -37,6 +43,7 @@ class ServedPrefixes:
         self._enabled = tuple(
             r.prefix for r in self._registered.values() if r.status == PrefixStatus.ENABLED
         )
+        self._serves = {}
         self.generation += 1
         async with self._updated:
             self._updated.notify_all()
@@ -57,6 +64,15 @@ class ServedPrefixes:
     def serves(self, prefix: str) -> bool:
         """Configured, or under one; registered and enabled, or under one. A registered
         prefix that is not enabled is not served, whatever its parent."""
+        served = self._serves.get(prefix)
+        if served is None:
+            served = self._serves_now(prefix)
+            if len(self._serves) >= SERVES_MEMO_MAX:
+                self._serves = {}
+            self._serves[prefix] = served
+        return served
+
+    def _serves_now(self, prefix: str) -> bool:
         key = normalise(prefix)
         if any(normalise(p) == key for p in self.homed()):
             return True

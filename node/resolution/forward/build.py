@@ -24,7 +24,7 @@ from node.resolution.resolver import Forwarding, Resolver
 from node.runtime.metrics import NodeMetrics
 from node.settings import Settings
 from protocol.errors import HandleSyntaxError
-from protocol.handle import parse_handle
+from protocol.handle import NA_PREFIX, parse_handle
 from protocol.keys import PublicKey
 from protocol.values import HandleValue
 from registry.rows import RawRecord
@@ -32,10 +32,18 @@ from registry.rows import RawRecord
 Read = Callable[[str], Awaitable[RawRecord | None]]
 
 
+_NA_KEY = NA_PREFIX.upper()  # the prefix of 0.NA records, as a handle key spells it
+
+
 def foreign_keys(served: ServedPrefixes) -> Callable[[str], bool]:
     """Whether a handle key belongs to a prefix this node does not serve."""
 
     def foreign(key: str) -> bool:
+        # Asked on every miss, of keys nearly always valid and served: their prefix read
+        # off the key (a 0.NA record's is its suffix) answers without parsing the handle.
+        prefix, _, suffix = key.partition("/")
+        if served.serves(suffix if prefix == _NA_KEY else prefix):
+            return False
         try:
             return not served.serves(parse_handle(key).owning_prefix)
         except HandleSyntaxError:

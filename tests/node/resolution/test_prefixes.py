@@ -5,12 +5,14 @@ status, before anyone is asked for permission."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import asyncpg
 
 from node.app import Node
-from registry.rows import PrefixStatus
+from node.resolution.prefixes import SERVES_MEMO_MAX, ServedPrefixes
+from registry.rows import Prefix, PrefixStatus
 from registry.store import Registry
 from tests.node.http_support import A, Api, admin_of, basic, url_value
 from tests.node.process_support import run_idnode
@@ -100,3 +102,16 @@ async def test_a_disabled_prefix_stops_being_served_and_says_so(
 def node_status(node: Node, prefix: str) -> PrefixStatus | None:
     assert node.resolver is not None
     return node.resolver.served.status(prefix)
+
+
+async def test_what_serves_remembers_is_forgotten_at_each_update() -> None:
+    served = ServedPrefixes(["88.118"])
+    row = Prefix("88.200", "88.200", PrefixStatus.ENABLED, "C", "E", NOW, NOW)
+    assert not served.serves("88.200.1") and served.serves("88.118.2")
+    await served.update([row])
+    assert served.serves("88.200.1") and served.serves("88.118.2")
+    await served.update([replace(row, status=PrefixStatus.DISABLED)])
+    assert not served.serves("88.200") and not served.serves("88.200.1")
+    for n in range(SERVES_MEMO_MAX + 10):  # clients choose what they ask about: bounded
+        served.serves(f"77.{n}")
+    assert served.serves("88.118.2") and len(served._serves) <= SERVES_MEMO_MAX

@@ -188,7 +188,7 @@ class Resolver:
             if wire and stored_wire is not None:
                 # The same selection as below, on the stored bytes: no value decoded or
                 # encoded again (None: a record scan cannot read in place; decode it).
-                spans = scan(stored_wire)
+                spans = found.spans if found.spans is not None else scan(stored_wire)
                 if spans is not None:
                     kept = select(
                         stored_wire,

@@ -14,7 +14,7 @@ from protocol.codes import TTLType
 from protocol.errors import ProtocolError
 from protocol.valuecodec import decode_values, encode_values
 from protocol.values import HandleValue, Reference, select_values
-from protocol.wirescan import INDEX, PERMISSIONS, TTL, TTL_TYPE, TYPE, scan, select, ttls
+from protocol.wirescan import INDEX, PERMISSIONS, TTL, TTL_TYPE, TYPE, scan, select
 
 SECRET_TYPE = "HS_SECKEY"
 REDACTED = b"\x00\x00secret set, not shown"
@@ -95,7 +95,6 @@ def test_wire_selection_is_byte_identical_to_decode_filter_encode(
     assert [(s[INDEX], s[TYPE], s[PERMISSIONS], s[TTL_TYPE], s[TTL]) for s in spans] == [
         (v.index, v.type.upper().encode(), v.permissions, int(v.ttl_type), v.ttl) for v in decoded
     ]
-    assert ttls(wire) == [(int(v.ttl_type), v.ttl) for v in decoded]
     got = select(
         wire,
         spans,
@@ -152,7 +151,6 @@ def test_what_the_scan_reads_the_decoder_reads(
     wire = encode_values(values)
     for damaged in (wire[: cut % len(wire)], wire + junk, junk, wire[:4] + junk + wire[4:]):
         spans = scan(damaged)
-        assert (ttls(damaged) is None) == (spans is None)
         if spans is not None:
             assert _decodes(damaged)
             assert [s[INDEX] for s in spans] == [v.index for v in decode_values(damaged)]
@@ -165,5 +163,5 @@ def test_irregular_records_are_left_to_the_decoder() -> None:
     bad_utf8 = good.replace(b"URL", b"U\xffL")
     too_many = struct.pack(">I", 2) + good[4:]
     for wire in (bytes(bad_ttl_type), bad_utf8, too_many, good + b"\x00", good[:-1], b""):
-        assert scan(wire) is None and ttls(wire) is None
+        assert scan(wire) is None
         assert not _decodes(wire)

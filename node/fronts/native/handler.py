@@ -30,6 +30,7 @@ from node.fronts.native.auth import AnswerFailed, NativeAuth, Refusal, Unwrapped
 from node.fronts.native.certify import Certifier, SigningRefused, signs
 from node.fronts.native.overcap import TOO_LARGE, wire_bytes
 from node.fronts.native.peer import Peer
+from node.fronts.native.quick import QuickResolution
 from node.resolution.cache.records import Entry, RecordCache
 from node.resolution.cache.stats import FrontStats
 from node.resolution.forward.build import RecursionPolicy, count_forwarding
@@ -129,6 +130,20 @@ class NativeHandler:
         self.cache = cache
         self.replies = cache.reply_map("native") if cache is not None else None
         self.front_stats = {t: FrontStats() for t in ("udp", "tcp")}
+        # Misses of plain anonymous resolutions, answered from the reply heads the full
+        # path has made (node.fronts.native.quick).
+        self.quick: QuickResolution | None = None
+        if cache is not None and self.replies is not None:
+            self.quick = QuickResolution(
+                resolver,
+                cache,
+                self.replies,
+                metrics,
+                self.front_stats,
+                NativeReply,
+                serial=lambda: self.serial,
+                clock=clock,
+            )
         # Every request meets a registry that is down: say so once per interval, not per request.
         self._unavailable_log = LogEvery(log)
         # Signatures for CERT replies (the site key read at each use: the site may be
@@ -440,9 +455,13 @@ class NativeHandler:
         if replies is None or cache is None or shape is None:
             return None
 
+        quick = self.quick
+
         def keep(encoded: bytes) -> None:
             self.front_stats[transport].misses += 1
             cache.add_reply(replies, shape, entry, NativeReply(encoded, entry.wire))
+            if quick is not None:
+                quick.learn(data, encoded)
 
         return keep
 

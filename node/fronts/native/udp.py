@@ -261,26 +261,33 @@ class UdpFront(asyncio.DatagramProtocol):
         if self._allow is not None and addr[0] not in self._exempt and self._limited(data, addr):
             return True
         entry.used = True
-        tail = hit.tail
-        size = len(hit.head) + (0 if tail is None else len(tail) + _CREDENTIAL_BYTES)
-        rc = hit.rc
-        if size <= self._largest_reply or size <= self._one_datagram:
-            now = self._wall()
-            reply = hit.fit(data, now)
-            datagrams = [reply] if size <= self._one_datagram else fragment_encoded(reply)
-            for datagram in datagrams:
-                self._sendto(datagram, addr)
-            if hit.digest is None:  # else each request's own digest: fitted every time
-                self._keep_ready(body, data, shape, hit, datagrams, rc, now)
-        else:
-            rc = _ERROR  # counted as sent: the small RC 2
-            self._send_too_large(data, addr)
+        rc = self._send_kept(hit, data, addr, shape, body)
         self._hits[rc] = self._hits.get(rc, 0) + 1
         elapsed = self._monotonic() - started
         self._stats.observe(elapsed)
         if self._access_on:
             self.metrics.access.hit("udp", data, rc, elapsed, addr[0])
         return True
+
+    def _send_kept(
+        self, hit: Any, data: bytes, addr: tuple[str, int], shape: bytes, body: bytes | None
+    ) -> int:
+        """Send ``hit`` (a kept reply) fitted to ``data``, or the small RC 2 when it is
+        over the cap; the code sent. With ``body`` (the request key's part from byte 40),
+        the datagrams are kept ready for the rest of this second."""
+        tail = hit.tail
+        size = len(hit.head) + (0 if tail is None else len(tail) + _CREDENTIAL_BYTES)
+        if size <= self._largest_reply or size <= self._one_datagram:
+            now = self._wall()
+            reply = hit.fit(data, now)
+            datagrams = [reply] if size <= self._one_datagram else fragment_encoded(reply)
+            for datagram in datagrams:
+                self._sendto(datagram, addr)
+            if body is not None and hit.digest is None:  # else fitted every time
+                self._keep_ready(body, data, shape, hit, datagrams, hit.rc, now)
+            return int(hit.rc)
+        self._send_too_large(data, addr)
+        return _ERROR  # counted as sent: the small RC 2
 
     def _keep_ready(
         self,
@@ -321,6 +328,20 @@ class UdpFront(asyncio.DatagramProtocol):
 
     async def _answer(self, data: bytes, addr: tuple[str, int], source: str | None) -> None:
         try:
+            quick = self.handler.quick
+            shape = resolution_shape(data) if quick is not None else None
+            if shape is not None:
+                assert quick is not None
+                started = time.perf_counter()
+                kept = await quick.answer(data, shape, "udp")
+                if kept is not None:
+                    if self.transport is not None:
+                        rc = self._send_kept(kept, data, addr, shape, None)
+                        seconds = time.perf_counter() - started
+                        quick.counted("udp", rc, seconds)
+                        if self._access_on:
+                            self.metrics.access.hit("udp", data, rc, seconds, addr[0])
+                    return
             reply = await self.handler.handle(
                 data, Peer("udp", sockaddr(addr), max_reply_bytes=self.max_reply_bytes)
             )

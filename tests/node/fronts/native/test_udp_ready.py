@@ -28,7 +28,7 @@ from node.fronts.native.segments import MAX_SEGMENTS
 from node.fronts.native.udp import UdpFront
 from node.settings import load_settings
 from protocol.bodies import ResolutionReply, ResolutionRequest
-from protocol.codes import OpCode, OpFlag
+from protocol.codes import OpCode, OpFlag, ResponseCode
 from protocol.fragment import fragment_encoded
 from protocol.handle import parse_handle
 from protocol.message import ENVELOPE_BYTES, Envelope, Header, Message, decode, encode
@@ -314,3 +314,57 @@ async def test_a_type_filter_is_a_shape_of_its_own(nodes: Nodes, peer: UdpPeer) 
         for types in ((), ("URL",), ("EMAIL",)):
             await same_as_full_path(nodes, peer, resolution(ABC, ids=(n, n), types=types))
     assert hits(nodes.cached) == 6 and reads(nodes.cached) == 1
+
+
+# --- misses answered from a learned reply head (node.fronts.native.quick) ---------------------
+
+OTHERS = [BIG, "88.118.2/布料-001", "88.118.2/ÉTÉ-X", "88.118.2/SUBTYPES"]
+HEADS: list[dict[str, Any]] = [
+    {},  # the reference client's: 2.10, RECU|CACR|PUBL
+    {"version": (2, 11)},
+    {"version": (2, 5), "suggested": (2, 5)},
+    {"flags": DEFAULT_FLAGS & ~OpFlag.PUBL},
+    {"flags": OpFlag.AUTH | OpFlag.CACR},
+    {"types": ("URL",)},
+]
+
+
+def requests(node: Node, rc: str) -> float:
+    return sample(node, "idnode_requests_total", front="udp", op="resolution", rc=rc)
+
+
+@pytest.mark.parametrize("head", HEADS, ids=[str(h) for h in HEADS])
+async def test_misses_with_a_learned_head_are_spliced_as_the_full_path_sends_them(
+    nodes: Nodes, peer: UdpPeer, head: dict[str, Any]
+) -> None:
+    quick = nodes.cached.handler.quick if nodes.cached.handler else None
+    assert quick is not None
+    await same_as_full_path(nodes, peer, resolution(ABC, ids=(0, 5), **head))  # learns the head
+    assert quick.answered == 0
+    for n, handle in enumerate(OTHERS, 1):
+        await same_as_full_path(nodes, peer, resolution(handle, ids=(0, 10 + n), **head))
+        assert quick.answered == n
+    # Kept as the full path keeps its replies: asked again, each is a hit.
+    for n, handle in enumerate(OTHERS, 1):
+        await same_as_full_path(nodes, peer, resolution(handle, ids=(0, 20 + n), **head))
+    assert hits(nodes.cached) == len(OTHERS) and quick.answered == len(OTHERS)
+    assert requests(nodes.cached, "1") == 1 + 2 * len(OTHERS)
+
+
+async def test_what_the_quick_path_leaves_to_the_full_path(nodes: Nodes, peer: UdpPeer) -> None:
+    quick = nodes.cached.handler.quick if nodes.cached.handler else None
+    assert quick is not None
+    await same_as_full_path(nodes, peer, resolution(ABC, ids=(0, 1)))
+    others = [
+        resolution("88.118.2/NOPE", ids=(0, 2)),  # not found
+        resolution(BIG, ids=(3, 4)),  # a session id: the session decides the reply
+        resolution(OTHERS[1], flags=DEFAULT_FLAGS | OpFlag.RRDG),  # a digest: head not learned
+    ]
+    for data in others:
+        await same_as_full_path(nodes, peer, data)
+    # PUBL clear and a value only admins may read: the challenge, as ever.
+    private = DEFAULT_FLAGS & ~OpFlag.PUBL
+    await same_as_full_path(nodes, peer, resolution(ABC, ids=(0, 6), flags=private))
+    challenge = decode(whole(await ask(peer, resolution("88.118.2/PRIVATE", flags=private))))
+    assert challenge.header.response_code == ResponseCode.AUTHENTICATION_NEEDED
+    assert quick.answered == 0

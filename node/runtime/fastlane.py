@@ -62,6 +62,18 @@ class QuickAnswers(Protocol):
         ``fields``: the head's header lines, each after its CRLF (for the rare need)."""
         ...
 
+    async def fill(
+        self,
+        target: bytes,
+        bodiless: bool,
+        if_none_match: bytes | None,
+        fields: bytes,
+        peer: str | None,
+    ) -> bytes | None:
+        """For a request ``answer`` had no reply for: the reply, once what it needs is
+        read (and kept for the next ``answer``); None: aiohttp answers."""
+        ...
+
 
 def quick_request(
     data: bytes, start: int, end: int, prefix: bytes

@@ -14,7 +14,9 @@ aiohttp leaves to the server on the public internet:
 - ``Server: idnode`` instead of the Python and aiohttp versions;
 - a fast lane: an app may offer ready replies (``QUICK_ANSWERS``, node.runtime.fastlane)
   that the connection writes itself for the plain requests they answer, while aiohttp
-  has nothing of the connection's in hand; everything else goes to aiohttp as ever.
+  has nothing of the connection's in hand, or reads them (``fill``) while the
+  connection holds the bytes that follow (up to MAX_HELD_BYTES, then it stops reading);
+  everything else goes to aiohttp as ever.
 
 The deadline is watched by a request handler (aiohttp's ``RequestHandler``, one per
 connection) that knows when a request reaches the application through
@@ -46,6 +48,8 @@ log = logging.getLogger("idnode.http")
 # The ready replies an app offers its connections (set before the app is frozen).
 QUICK_ANSWERS = web.AppKey("idnode.quick_answers", QuickAnswers)
 WRITE_BATCH_BYTES = 64 * 1024  # pipelined fast-lane replies written at once, at most
+# Bytes held while the lane reads for a request: past this, the connection stops reading.
+MAX_HELD_BYTES = 64 * 1024
 
 
 def _plain_reply(status: str, text: str) -> bytes:
@@ -117,12 +121,13 @@ class HttpPolicy:
             exc.message,
         )
 
-    def lane_failed(self) -> None:
-        """A bug: the request goes to aiohttp, the connection gives the lane up."""
+    def lane_failed(self, exc: BaseException | None = None) -> None:
+        """A bug: the request goes to aiohttp, the connection gives the lane up. (``exc``:
+        the error, when it is not the one being handled.)"""
         self._lane_log(
             "%s: the fast lane failed; requests left to aiohttp:\n%s",
             self.front,
-            traceback.format_exc(),
+            "".join(traceback.format_exception(exc)) if exc else traceback.format_exc(),
         )
 
 
@@ -159,6 +164,12 @@ class GuardedRequestHandler(web.RequestHandler):
         self._body: Any = None
         self._body_seen = 0.0
         self._body_timer: asyncio.TimerHandle | None = None
+        # A request the lane reads the registry for (``lane.fill``): what arrives
+        # meanwhile is held, this request's own bytes first, until its reply is written.
+        self._filling: asyncio.Task[bytes | None] | None = None
+        self._held: list[bytes] = []
+        self._held_size = 0
+        self._fill_length = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -176,6 +187,9 @@ class GuardedRequestHandler(web.RequestHandler):
                 self._ticket.release()
 
     def data_received(self, data: bytes) -> None:
+        if self._filling is not None:
+            self._hold(data)
+            return
         lane = self._lane
         if lane is not None and data and not self._force_close and not self._close:
             framing = self._framing
@@ -185,8 +199,13 @@ class GuardedRequestHandler(web.RequestHandler):
                 data = self._answer_quick(lane, data)
                 if not data:
                     return
-            framing.feed(data)  # from here on, aiohttp's until it has answered all
-            if framing.lost:
+        self._give(data)
+
+    def _give(self, data: bytes) -> None:
+        """Hand ``data`` to aiohttp."""
+        if self._lane is not None and data:
+            self._framing.feed(data)  # from here on, aiohttp's until it has answered all
+            if self._framing.lost:
                 self._lane = None
         if not self._in_request and data:
             self._partial = True
@@ -203,6 +222,7 @@ class GuardedRequestHandler(web.RequestHandler):
         assert transport is not None
         prefix, peer, pos, n = lane.prefix, self._peer, 0, len(data)
         replies: list[bytes] = []  # pipelined replies go out together
+        filling = False
         size = 0
         while True:
             end = data.find(b"\r\n\r\n", pos)
@@ -218,6 +238,7 @@ class GuardedRequestHandler(web.RequestHandler):
                 self._policy.lane_failed()
                 break
             if reply is None:
+                filling = self._fill(lane, request, data, pos, end)
                 break
             replies.append(reply)
             size += len(reply)
@@ -232,17 +253,74 @@ class GuardedRequestHandler(web.RequestHandler):
                     break  # the client reads slowly: aiohttp waits for it
         if replies:
             transport.write(replies[0] if len(replies) == 1 else b"".join(replies))
-        elif not pos:
+        elif not pos and not filling:
             return data
-        # What aiohttp does after each request: the header deadline is off until the
-        # next request's first byte, the keep-alive timer runs from now.
+        self._replied()
+        return b"" if filling else data[pos:]
+
+    def _replied(self) -> None:
+        """What aiohttp does after each request: the header deadline is off until the
+        next request's first byte, the keep-alive timer runs from now (while a request
+        is filled, not at all: it is no idle connection)."""
         self._partial = False
         self._disarm()
+        if self._filling is not None:
+            if self._keepalive_handle is not None:
+                self._keepalive_handle.cancel()
+                self._keepalive_handle = None
+            return
         close_time = self._clock_loop.time() + self._keepalive_timeout
         self._next_keepalive_close_time = close_time
         if self._keepalive_handle is None:
             self._keepalive_handle = self._clock_loop.call_at(close_time, self._process_keepalive)
-        return data[pos:]
+
+    def _fill(
+        self,
+        lane: QuickAnswers,
+        request: tuple[bytes, bool, bytes | None, bytes],
+        data: bytes,
+        pos: int,
+        end: int,
+    ) -> bool:
+        """Have the lane read what the request at ``data[pos:end]`` needs (a miss), holding
+        it and everything after it until its reply is written (``_filled``)."""
+        self._held, self._held_size = [data[pos:]], len(data) - pos
+        self._fill_length = end + 4 - pos
+        self._filling = self._clock_loop.create_task(lane.fill(*request, self._peer))
+        self._filling.add_done_callback(self._filled)
+        return True
+
+    def _hold(self, data: bytes) -> None:
+        self._held.append(data)
+        self._held_size += len(data)
+        if self._held_size > MAX_HELD_BYTES and self.transport is not None:
+            self.transport.pause_reading()  # resumed once the reply is written
+
+    def _filled(self, task: asyncio.Task[bytes | None]) -> None:
+        self._filling = None
+        held, self._held = b"".join(self._held), []
+        paused, self._held_size = self._held_size > MAX_HELD_BYTES, 0
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the client went away meanwhile
+        if paused:
+            transport.resume_reading()
+        reply = None
+        if not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                self._lane = None
+                self._policy.lane_failed(exc)
+            else:
+                reply = task.result()
+        if reply is None:
+            self._give(held)  # aiohttp answers the request, and whatever follows it
+            return
+        transport.write(reply)
+        self._replied()
+        rest = held[self._fill_length :]
+        if rest:
+            self.data_received(rest)
 
     async def _handle_request(
         self,

@@ -98,7 +98,13 @@ def http_app(services: HttpServices, *, extensions: Sequence[Extension] = ()) ->
     guard_app(app)  # header deadline, Server header (node.runtime.httpserve)
     app[SERVICES_KEY] = services
     if services.hot is not None:  # kept replies, also written by the connections
-        app[QUICK_ANSWERS] = HotLane(services.hot, services.metrics, services.auth.client_address)
+        app[QUICK_ANSWERS] = HotLane(
+            services.hot,
+            services.metrics,
+            services.auth.client_address,
+            services.resolver,
+            services.clock,
+        )
     r = app.router
     r.add_get("/api/openapi.json", openapi, name="openapi")
     r.add_get("/api/prefixes", list_prefixes, name="list_prefixes")

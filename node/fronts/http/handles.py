@@ -128,13 +128,7 @@ async def get_handle(request: web.Request) -> web.Response:
         case WireFound(entry=entry) | Found(entry=entry):
             verdict = None
             if isinstance(result, WireFound):
-                kept = result.selected
-                spans = [s for s in kept.spans if s[PERMISSIONS] & PUBLIC_READ]
-                count = len(spans)
-                shown_json = values_json(
-                    kept.source, spans, redact_type=SECKEY_TYPE, redacted=SHOWN
-                )
-                timings = [(s[TTL_TYPE], s[TTL]) for s in spans]
+                count, shown_json, timings = wire_values(result)
             else:
                 verdict = result.signature
                 values = await _readable(svc, identity, text, result.values, public_only)
@@ -144,27 +138,13 @@ async def get_handle(request: web.Request) -> web.Response:
                 private_reply = private_reply or any(
                     not v.permissions & PUBLIC_READ for v in values
                 )
-            rc = RC.SUCCESS if count else RC.VALUES_NOT_FOUND
-            body: dict[str, Any] = {
-                "responseCode": int(rc),
-                "handle": text,
-                "values": shown_json,
-            }
-            if not count:
-                body["message"] = "no values match the request" + (
-                    " (public values only)" if public_only else ""
-                )
+            rc, body = found_body(text, count, shown_json, public_only)
             cc = cache_control_of(timings, now, private=private_reply)
             status = http_status(rc, resolution=True)
             # A record from upstream says how its signature checked (forward_signatures).
             extra = {SIGNATURE_HEADER: verdict} if verdict is not None else None
             encoded = None
-            if (
-                shape is not None
-                and entry is not None
-                and not private_reply
-                and not any(ttl_type == TTLType.ABSOLUTE for ttl_type, _ in timings)
-            ):
+            if shape is not None and entry is not None and keepable(private_reply, timings):
                 assert hot is not None
                 encoded = json_bytes(body, style)  # kept, and sent: encoded once
                 reply = HotReply(status, int(rc), encoded, cc, extra)
@@ -210,6 +190,34 @@ async def get_handle(request: web.Request) -> web.Response:
             raise ApiError(result.response_code, result.message, handle=text, status=502)
         case _:
             raise ApiError(result.response_code, result.message, handle=text)
+
+
+def wire_values(result: WireFound) -> tuple[int, list[Any], list[tuple[int, int]]]:
+    """(how many, their JSON, their (TTL type, TTL)) of the public values of a record
+    answered in wire form: what an anonymous caller is shown."""
+    kept = result.selected
+    spans = [s for s in kept.spans if s[PERMISSIONS] & PUBLIC_READ]
+    shown = values_json(kept.source, spans, redact_type=SECKEY_TYPE, redacted=SHOWN)
+    return len(spans), shown, [(s[TTL_TYPE], s[TTL]) for s in spans]
+
+
+def found_body(
+    text: str, count: int, shown_json: list[Any], public_only: bool
+) -> tuple[RC, dict[str, Any]]:
+    """The response code and JSON body of a resolution that found the record."""
+    rc = RC.SUCCESS if count else RC.VALUES_NOT_FOUND
+    body: dict[str, Any] = {"responseCode": int(rc), "handle": text, "values": shown_json}
+    if not count:
+        body["message"] = "no values match the request" + (
+            " (public values only)" if public_only else ""
+        )
+    return rc, body
+
+
+def keepable(private: bool, timings: list[tuple[int, int]]) -> bool:
+    """Whether such a reply may be kept for anonymous requests: no value hidden from
+    some callers, and no absolute TTL (its Cache-Control max-age counts down)."""
+    return not private and not any(ttl_type == TTLType.ABSOLUTE for ttl_type, _ in timings)
 
 
 async def _readable(

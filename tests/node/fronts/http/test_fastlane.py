@@ -1,9 +1,10 @@
 """The HTTP fast lane (node.fronts.http.fastlane, node.runtime.fastlane) against a real
 node with the demo data, over raw sockets: a kept ``GET /api/handles/...`` reply is
 written by the connection itself, byte for byte what aiohttp writes for the same kept
-reply (Date aside), and anything else is left to aiohttp in order: pipelined misses,
-other methods, credentials, preconditions, partial and malformed requests, HTTP/1.0,
-``Connection: close``. Which path answered is told by the lane's own counter
+reply (Date aside); a miss of a plain path is read and written there too, what follows
+it held until its reply is out; and anything else is left to aiohttp in order: records
+not found, other methods, credentials, preconditions, partial and malformed requests,
+HTTP/1.0, ``Connection: close``. Which path answered is told by the lane's own counter
 (``idnode_http_fast_lane_replies_total``); aiohttp's reply of a kept reply is asked for
 with ``If-Modified-Since``, a precondition the lane leaves to aiohttp and the REST API
 ignores.
@@ -148,7 +149,7 @@ async def node(http_node: Node) -> Node:
 
 async def test_a_hit_is_written_as_aiohttp_writes_the_kept_reply(node: Node) -> None:
     async with connection(node) as conn:
-        miss = await ask(conn, request(ROLL))  # the full path; the reply is kept
+        miss = await ask(conn, request(ROLL, VIA_AIOHTTP))  # the full path; the reply is kept
         assert lane(node) == 0
         fast = await ask(conn, request(ROLL))
         assert lane(node) == 1
@@ -187,7 +188,7 @@ async def test_hits_are_counted_as_the_middleware_counts_them(node: Node) -> Non
         )
 
     async with connection(node) as conn:
-        await ask(conn, request(ROLL))
+        await ask(conn, request(ROLL, VIA_AIOHTTP))
         before = counts()
         await ask(conn, request(ROLL, VIA_AIOHTTP))
         slow = counts()
@@ -199,7 +200,7 @@ async def test_hits_are_counted_as_the_middleware_counts_them(node: Node) -> Non
 
 async def test_many_requests_on_one_connection(node: Node) -> None:
     async with connection(node) as conn:
-        first = await ask(conn, request(ROLL))
+        first = await ask(conn, request(ROLL, VIA_AIOHTTP))
         for _ in range(100):
             reply = await ask(conn, request(ROLL, "Connection: keep-alive"))
             assert reply.body == first.body
@@ -212,12 +213,12 @@ async def test_many_requests_on_one_connection(node: Node) -> None:
 
 
 async def test_pipelined_requests_are_answered_in_order(node: Node, api: Api) -> None:
-    await api.get(ROLL)  # kept
+    await api.get(ROLL, headers={"If-Modified-Since": "x"})  # kept, by aiohttp
     async with connection(node) as conn:
         reader, writer = conn
         writer.write(
             request(ROLL)  # a hit
-            + request(YARN)  # a miss: aiohttp answers it and everything after it
+            + request(YARN, VIA_AIOHTTP)  # aiohttp's: it answers everything after it
             + request(ROLL, "Content-Length: 5", "Content-Type: text/plain", method="POST")
             + b"hello"
             + request(ROLL, method="HEAD")
@@ -235,7 +236,7 @@ async def test_pipelined_requests_are_answered_in_order(node: Node, api: Api) ->
         assert replies[3].body == b"" and replies[3].get("Content-Length") == str(
             len(replies[0].body)
         )
-        assert lane(node) == 1  # only the first: the others followed a miss
+        assert lane(node) == 1  # only the first: the others followed aiohttp's
         # aiohttp has answered them all: the next hit is the lane's again.
         assert (await ask(conn, request(ROLL))).body == replies[0].body
         assert lane(node) == 2
@@ -248,7 +249,7 @@ async def test_a_hit_waits_for_the_miss_before_it(node: Node) -> None:
     db = await asyncpg.connect(node.db.dsn)
     try:
         async with connection(node) as conn, connection(node) as other:
-            await ask(conn, request(ROLL))  # kept
+            await ask(conn, request(ROLL, VIA_AIOHTTP))  # kept
             reader, writer = conn
             locked = db.transaction()
             await locked.start()
@@ -271,7 +272,7 @@ async def test_a_hit_waits_for_the_miss_before_it(node: Node) -> None:
 
 async def test_head_sends_the_headers_of_get_and_no_body(node: Node) -> None:
     async with connection(node) as conn:
-        get = await ask(conn, request(ROLL))
+        get = await ask(conn, request(ROLL, VIA_AIOHTTP))
         get = await ask(conn, request(ROLL))
         fast = await ask(conn, request(ROLL, method="HEAD"), bodiless=True)
         assert lane(node) == 2
@@ -288,7 +289,7 @@ async def test_head_sends_the_headers_of_get_and_no_body(node: Node) -> None:
 
 async def test_if_none_match_naming_the_etag_gets_304(node: Node) -> None:
     async with connection(node) as conn:
-        miss = await ask(conn, request(ROLL))
+        miss = await ask(conn, request(ROLL, VIA_AIOHTTP))
         etag = miss.get("ETag")
         assert etag is not None and etag.startswith('"') and etag.endswith('"')
         hit = await ask(conn, request(ROLL))
@@ -344,7 +345,7 @@ async def test_hits_are_in_the_access_log_like_any_request(
 ) -> None:
     encoded = "/api/handles/" + A_HANDLE.replace("/", "%2F")
     async with connection(node) as conn:
-        await ask(conn, request(ROLL))
+        await ask(conn, request(ROLL, VIA_AIOHTTP))
         await ask(conn, request(encoded))  # kept apart: another raw path
         node.metrics.access = AccessLog("all")
         caplog.set_level(logging.INFO, "idnode.access")
@@ -366,7 +367,7 @@ async def test_hits_are_in_the_access_log_like_any_request(
 
 async def test_credentials_go_to_the_full_path(node: Node) -> None:
     async with connection(node) as conn:
-        kept = await ask(conn, request(ROLL))
+        kept = await ask(conn, request(ROLL, VIA_AIOHTTP))
         await ask(conn, request(ROLL))
         assert lane(node) == 1
         wrong = basic("300:88.118.2/ADMIN", "wrong")["Authorization"]
@@ -395,7 +396,7 @@ async def test_a_request_sent_byte_by_byte(node: Node) -> None:
 
 async def test_a_malformed_request_after_a_hit(node: Node) -> None:
     async with connection(node) as conn:
-        await ask(conn, request(ROLL))
+        await ask(conn, request(ROLL, VIA_AIOHTTP))
         reader, writer = conn
         writer.write(request(ROLL) + b"GET / HTTP/1.1 trailing\r\n\r\n" + request(ROLL))
         hit = await read_reply(reader)
@@ -409,7 +410,7 @@ async def test_a_malformed_request_after_a_hit(node: Node) -> None:
 
 async def test_connection_close_ends_the_connection(node: Node) -> None:
     async with connection(node) as conn:
-        await ask(conn, request(ROLL))
+        await ask(conn, request(ROLL, VIA_AIOHTTP))
         last = await ask(conn, request(ROLL, "Connection: close"))
         rest = await ended(conn[0])
     assert last.status == 200 and last.get("Connection") == "close"
@@ -418,7 +419,7 @@ async def test_connection_close_ends_the_connection(node: Node) -> None:
 
 async def test_http_1_0_goes_to_aiohttp(node: Node) -> None:
     async with connection(node) as conn:
-        kept = await ask(conn, request(ROLL))
+        kept = await ask(conn, request(ROLL, VIA_AIOHTTP))
         old = await ask(conn, request(ROLL, version="1.0"))
         rest = await ended(conn[0])
     assert old.head.startswith(b"HTTP/1.0 200 OK\r\n") and old.body == kept.body
@@ -428,28 +429,107 @@ async def test_http_1_0_goes_to_aiohttp(node: Node) -> None:
 async def test_handles_not_kept_are_never_answered_here(node: Node) -> None:
     async with connection(node) as conn:
         for _ in range(2):
-            assert (await ask(conn, request(NOPE))).status == 404
+            assert (await ask(conn, request(NOPE))).status == 404  # read here, then aiohttp's
         assert lane(node) == 0
-        first = await ask(conn, request(YARN))  # not kept yet: a miss
-        assert lane(node) == 0
-        assert (await ask(conn, request(YARN))).body == first.body
-        assert lane(node) == 1
+
+
+# --- misses read here -----------------------------------------------------------------------
+
+
+def counts(node: Node) -> tuple[float, ...]:
+    return (
+        sample(node, "idnode_requests_total", front="http", op="resolution", rc="1"),
+        sample(node, "idnode_request_seconds_count", front="http", op="resolution"),
+        sample(node, "idnode_cache_hits_total", front="http", op="resolution"),
+        sample(node, "idnode_cache_misses_total", front="http", op="resolution"),
+        lane(node),
+    )
+
+
+async def test_a_miss_is_read_and_written_as_aiohttp_writes_it(node: Node) -> None:
+    async with connection(node) as conn:
+        before = counts(node)
+        miss = await ask(conn, request(YARN))
+        read = counts(node)
+        slow = await ask(conn, request(YARN, VIA_AIOHTTP))  # aiohttp's, from the kept reply
+        head = await ask(conn, request(ROLL, method="HEAD"), bodiless=True)  # HEAD: a miss
+        get = await ask(conn, request(ROLL, VIA_AIOHTTP))
+    assert miss.status == 200 and handle_in(miss) == B_HANDLE
+    assert miss.head == slow.head and miss.body == slow.body
+    assert head.head == get.head and head.body == b""
+    # Counted as the middleware counts a request, and as a miss of the cache, not a hit.
+    assert [b - a for a, b in zip(before, read, strict=True)] == [1, 1, 0, 1, 1]
+    assert lane(node) == 2
+
+
+async def test_what_follows_a_miss_waits_for_its_reply(node: Node) -> None:
+    """A hit pipelined after a miss whose registry read is held by a lock goes out after
+    the miss's reply, as do the requests aiohttp answers after them."""
+    assert node.db is not None
+    db = await asyncpg.connect(node.db.dsn)
+    try:
+        async with connection(node) as conn, connection(node) as other:
+            await ask(conn, request(ROLL, VIA_AIOHTTP))  # kept
+            reader, writer = conn
+            locked = db.transaction()
+            await locked.start()
+            try:
+                await db.execute("LOCK TABLE handles IN ACCESS EXCLUSIVE MODE")
+                writer.write(request(YARN))
+                await reading_blocked(db)
+                writer.write(request(ROLL) + request(ROLL, VIA_AIOHTTP) + request(ROLL))
+                # A round trip on another connection: the node has read them all by now.
+                assert (await ask(other, request(ROLL))).status == 200
+                assert lane(node) == 1  # that one only: the rest wait for YARN
+            finally:
+                await locked.rollback()
+            replies = [await read_reply(reader) for _ in range(4)]
+    finally:
+        await db.close()
+    assert [handle_in(r) for r in replies] == [B_HANDLE, A_HANDLE, A_HANDLE, A_HANDLE]
+    # YARN and the hit after it from the lane; then aiohttp's, and the one after it.
+    assert lane(node) == 3
+
+
+async def test_a_client_gone_during_a_read_costs_nothing_more(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert node.db is not None
+    db = await asyncpg.connect(node.db.dsn)
+    try:
+        locked = db.transaction()
+        await locked.start()
+        try:
+            await db.execute("LOCK TABLE handles IN ACCESS EXCLUSIVE MODE")
+            async with connection(node) as (_, writer):
+                writer.write(request(YARN) + request(ROLL) * 100)
+                await reading_blocked(db)
+        finally:
+            await locked.rollback()
+        async with connection(node) as conn:  # the node reads on, and serves on
+            assert handle_in(await ask(conn, request(YARN))) == B_HANDLE
+    finally:
+        await db.close()
+    # YARN read for the client that left (counted, as aiohttp counts a request whose
+    # client left), then for the next; the hundred held behind it, never.
+    assert sample(node, "idnode_requests_total", front="http", op="resolution", rc="1") == 2
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_write_acknowledged_is_seen_by_the_next_get(node: Node, api: Api) -> None:
     assert node.db is not None
     async with notifications_off(node.db.dsn), connection(node) as conn:  # the PUT invalidates
-        await ask(conn, request(ROLL))
+        await ask(conn, request(ROLL, VIA_AIOHTTP))
         old = await ask(conn, request(ROLL))
         assert lane(node) == 1 and b"https://example.com/v2" not in old.body
         put = await api.put(
             ROLL + "?index=1", [url_value(1, "https://example.com/v2")], headers=admin_of(A)
         )
         assert put.status == 200, put.text
-        new = await ask(conn, request(ROLL))  # the same connection, kept alive
+        new = await ask(conn, request(ROLL))  # the same connection, kept alive: a miss
         assert b"https://example.com/v2" in new.body and new.get("ETag") != old.get("ETag")
         assert (await ask(conn, request(ROLL))).body == new.body
-        assert lane(node) == 2
+        assert lane(node) == 3  # the miss read here too
         # A PUT and a GET pipelined: the GET waits for the PUT's reply.
         body = orjson.dumps([url_value(1, "https://example.com/v3")])
         put_request = request(
@@ -464,7 +544,7 @@ async def test_a_write_acknowledged_is_seen_by_the_next_get(node: Node, api: Api
         assert (await read_reply(reader)).status == 200
         after = await read_reply(reader)
         assert b"https://example.com/v3" in after.body
-        assert lane(node) == 2
+        assert lane(node) == 3
 
 
 # --- deadlines ------------------------------------------------------------------------------
@@ -484,7 +564,7 @@ async def test_the_header_deadline_and_keep_alive_timer_still_hold(
             assert (await ended(reader)).startswith(b"HTTP/1.1 408 ")
 
     async with connection(node) as conn:
-        kept = await ask(conn, request(ROLL))
+        kept = await ask(conn, request(ROLL, VIA_AIOHTTP))
     async with connection(node) as conn:
         # After each reply of the lane, the header deadline is off and the keep-alive
         # timer restarts: the connection outlives both, measured from its start.

@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--memory-records",
         type=int,
         help="records the miss/memory node is filled with (default: --rolls); the fill runs at "
-        "the miss path's pace, ~1-2k/s, so 1M takes ~10 min",
+        "the miss path's pace, ~4-6k/s, so 1M takes ~4 min",
     )
     p.add_argument("--only", default="", help=f"comma-separated subset of {','.join(BENCHES)}")
     p.add_argument("--skip", default="", help="comma-separated benchmarks to leave out")

@@ -16,9 +16,9 @@ other, byte for byte).
 Only the common case comes here: session id 0, no RRDG digest, the handle's own record
 found in this node's registry, every value kept public (else the challenge). Anything
 else (not found, a referral, a prefix record, a record from upstream, served stale,
-private values, a body the reader refuses, trailing bytes) returns None and the caller
-takes the full path, which answers it as ever. The front counts and logs the request as the
-full path would.
+private values, a body the reader refuses, trailing bytes, a registry that does not
+answer) returns None and the caller takes the full path, which answers it as ever. The
+front counts and logs the request as the full path would.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import struct
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from node.client.tree import UpstreamUnavailable
 from node.resolution.resolver import Resolver, WireFound
 from node.runtime.metrics import NodeMetrics
 from protocol.bodies import ResolutionRequest, resolution_reply_body
@@ -34,6 +35,7 @@ from protocol.codes import OpFlag, ResponseCode
 from protocol.errors import ProtocolError
 from protocol.message import ENVELOPE_BYTES, EXPIRATION_OFFSET, HEADER_BYTES, LENGTH_OFFSET
 from protocol.wirebase import Reader
+from registry.errors import RegistryError
 
 if TYPE_CHECKING:
     from node.fronts.native.handler import NativeReply
@@ -126,14 +128,19 @@ class QuickResolution:
         if body.trailing:
             return None
         flags = _U32.unpack_from(request, _FLAGS_AT)[0]
-        result = await self.resolver.resolve(
-            body.handle,
-            body.indexes,
-            body.types,
-            self.clock(),
-            public_only=bool(flags & _PUBL),
-            wire=True,
-        )
+        try:
+            result = await self.resolver.resolve(
+                body.handle,
+                body.indexes,
+                body.types,
+                self.clock(),
+                public_only=bool(flags & _PUBL),
+                wire=True,
+            )
+        except (RegistryError, UpstreamUnavailable):
+            # The full path words it (RC 3, retry later); by then the cache knows the
+            # registry is down, and answers stale or at once.
+            return None
         if type(result) is not WireFound:
             return None
         entry = result.entry

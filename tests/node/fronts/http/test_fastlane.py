@@ -137,6 +137,19 @@ async def reading_blocked(db: asyncpg.Connection) -> None:
     await asyncio.wait_for(spin(), TIMEOUT_S)
 
 
+@asynccontextmanager
+async def handles_locked(node: Node) -> AsyncIterator[asyncpg.Connection]:
+    """The handles table locked, every registry read of it waiting, until the block ends."""
+    assert node.db is not None
+    db = await asyncpg.connect(node.db.dsn)
+    try:
+        async with db.transaction():
+            await db.execute("LOCK TABLE handles IN ACCESS EXCLUSIVE MODE")
+            yield db
+    finally:
+        await db.close()
+
+
 @pytest.fixture
 async def node(http_node: Node) -> Node:
     """The demo node once it has heard the notifications of its own demo writes."""
@@ -245,27 +258,17 @@ async def test_pipelined_requests_are_answered_in_order(node: Node, api: Api) ->
 async def test_a_hit_waits_for_the_miss_before_it(node: Node) -> None:
     """A hit arriving while aiohttp still reads the registry for the request before it
     is answered after that one: the read is held by a lock on the handles table."""
-    assert node.db is not None
-    db = await asyncpg.connect(node.db.dsn)
-    try:
-        async with connection(node) as conn, connection(node) as other:
-            await ask(conn, request(ROLL, VIA_AIOHTTP))  # kept
-            reader, writer = conn
-            locked = db.transaction()
-            await locked.start()
-            try:
-                await db.execute("LOCK TABLE handles IN ACCESS EXCLUSIVE MODE")
-                writer.write(request(NEW))
-                await reading_blocked(db)
-                writer.write(request(ROLL))
-                # A round trip on another connection: the node has read the hit by now.
-                assert (await ask(other, request(ROLL))).status == 200
-                assert lane(node) == 1  # that one only
-            finally:
-                await locked.rollback()
-            miss, hit = await read_reply(reader), await read_reply(reader)
-    finally:
-        await db.close()
+    async with connection(node) as conn, connection(node) as other:
+        await ask(conn, request(ROLL, VIA_AIOHTTP))  # kept
+        reader, writer = conn
+        async with handles_locked(node) as db:
+            writer.write(request(NEW))
+            await reading_blocked(db)
+            writer.write(request(ROLL))
+            # A round trip on another connection: the node has read the hit by now.
+            assert (await ask(other, request(ROLL))).status == 200
+            assert lane(node) == 1  # that one only
+        miss, hit = await read_reply(reader), await read_reply(reader)
     assert (miss.status, hit.status) == (404, 200)
     assert b"NEW-ROLL" in miss.body and handle_in(hit) == A_HANDLE
 
@@ -465,27 +468,17 @@ async def test_a_miss_is_read_and_written_as_aiohttp_writes_it(node: Node) -> No
 async def test_what_follows_a_miss_waits_for_its_reply(node: Node) -> None:
     """A hit pipelined after a miss whose registry read is held by a lock goes out after
     the miss's reply, as do the requests aiohttp answers after them."""
-    assert node.db is not None
-    db = await asyncpg.connect(node.db.dsn)
-    try:
-        async with connection(node) as conn, connection(node) as other:
-            await ask(conn, request(ROLL, VIA_AIOHTTP))  # kept
-            reader, writer = conn
-            locked = db.transaction()
-            await locked.start()
-            try:
-                await db.execute("LOCK TABLE handles IN ACCESS EXCLUSIVE MODE")
-                writer.write(request(YARN))
-                await reading_blocked(db)
-                writer.write(request(ROLL) + request(ROLL, VIA_AIOHTTP) + request(ROLL))
-                # A round trip on another connection: the node has read them all by now.
-                assert (await ask(other, request(ROLL))).status == 200
-                assert lane(node) == 1  # that one only: the rest wait for YARN
-            finally:
-                await locked.rollback()
-            replies = [await read_reply(reader) for _ in range(4)]
-    finally:
-        await db.close()
+    async with connection(node) as conn, connection(node) as other:
+        await ask(conn, request(ROLL, VIA_AIOHTTP))  # kept
+        reader, writer = conn
+        async with handles_locked(node) as db:
+            writer.write(request(YARN))
+            await reading_blocked(db)
+            writer.write(request(ROLL) + request(ROLL, VIA_AIOHTTP) + request(ROLL))
+            # A round trip on another connection: the node has read them all by now.
+            assert (await ask(other, request(ROLL))).status == 200
+            assert lane(node) == 1  # that one only: the rest wait for YARN
+        replies = [await read_reply(reader) for _ in range(4)]
     assert [handle_in(r) for r in replies] == [B_HANDLE, A_HANDLE, A_HANDLE, A_HANDLE]
     # YARN and the hit after it from the lane; then aiohttp's, and the one after it.
     assert lane(node) == 3
@@ -494,22 +487,11 @@ async def test_what_follows_a_miss_waits_for_its_reply(node: Node) -> None:
 async def test_a_client_gone_during_a_read_costs_nothing_more(
     node: Node, caplog: pytest.LogCaptureFixture
 ) -> None:
-    assert node.db is not None
-    db = await asyncpg.connect(node.db.dsn)
-    try:
-        locked = db.transaction()
-        await locked.start()
-        try:
-            await db.execute("LOCK TABLE handles IN ACCESS EXCLUSIVE MODE")
-            async with connection(node) as (_, writer):
-                writer.write(request(YARN) + request(ROLL) * 100)
-                await reading_blocked(db)
-        finally:
-            await locked.rollback()
-        async with connection(node) as conn:  # the node reads on, and serves on
-            assert handle_in(await ask(conn, request(YARN))) == B_HANDLE
-    finally:
-        await db.close()
+    async with handles_locked(node) as db, connection(node) as (_, writer):
+        writer.write(request(YARN) + request(ROLL) * 100)
+        await reading_blocked(db)
+    async with connection(node) as conn:  # the node reads on, and serves on
+        assert handle_in(await ask(conn, request(YARN))) == B_HANDLE
     # YARN read for the client that left (counted, as aiohttp counts a request whose
     # client left), then for the next; the hundred held behind it, never.
     assert sample(node, "idnode_requests_total", front="http", op="resolution", rc="1") == 2

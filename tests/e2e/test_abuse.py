@@ -12,7 +12,8 @@ Then, from this process:
   requests answered right within 100 ms, and the node answers again once it stops;
 - password guessing: a real login (another admin) still succeeds within 2 s.
 
-The attack windows are short (``WINDOW_S``); the whole module takes about two minutes.
+The attack windows are short (``WINDOW_S``, ``FLOOD_WINDOW_S``); the whole module takes
+about two minutes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from tests.node.process_support import NodeProcess
 
 GOAL = 0.99  # of the polite client's probes answered right within 100 ms
 WINDOW_S = 3.0
+# The floods' window: ~250 probes, so that the 1% the goal allows is two or three of
+# them, not one (a busy 2-CPU machine delays one now and then, attack or not).
+FLOOD_WINDOW_S = 6.0
 BASELINE_S = 1.5  # the same client without the attack, for the failure message
 RECOVERY_S = 30.0
 FREE = ["--admin-port", "0", "--handle-port", "0", "--http-port", "0"]
@@ -110,7 +114,7 @@ def test_a_polite_client_is_served_during_a_flood(stage: Stage, name: str) -> No
     baseline = client.measure(BASELINE_S)
     with stage.attack(name) as attack:
         attack.wait_engaged()
-        during = client.measure(WINDOW_S)
+        during = client.measure(FLOOD_WINDOW_S)
     counts = attack.counts
     assert counts is not None and counts.sent >= MIN_SENT[name], counts
     after = recovery(client)

@@ -360,8 +360,14 @@ async def test_what_the_quick_path_leaves_to_the_full_path(nodes: Nodes, peer: U
         resolution(BIG, ids=(3, 4)),  # a session id: the session decides the reply
         resolution(OTHERS[1], flags=DEFAULT_FLAGS | OpFlag.RRDG),  # a digest: head not learned
     ]
+    # A body the reader refuses (a handle longer than the body): RC 4, as ever.
+    bad = bytearray(resolution(OTHERS[2], ids=(0, 7)))
+    bad[ENVELOPE_BYTES + 24 : ENVELOPE_BYTES + 28] = (1 << 20).to_bytes(4, "big")
+    others.append(bytes(bad))
     for data in others:
         await same_as_full_path(nodes, peer, data)
+    refused = decode(whole(await ask(peer, bytes(bad))))
+    assert refused.header.response_code == ResponseCode.PROTOCOL_ERROR
     # PUBL clear and a value only admins may read: the challenge, as ever.
     private = DEFAULT_FLAGS & ~OpFlag.PUBL
     await same_as_full_path(nodes, peer, resolution(ABC, ids=(0, 6), flags=private))
